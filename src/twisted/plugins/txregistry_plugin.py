@@ -1,0 +1,25 @@
+"""
+Twisted plugins shipped by txregistry: the ``twist registry`` service maker and
+the built-in storage drivers.
+
+This module is imported whenever anything scans ``twisted.plugins``, so it
+imports nothing heavy: every object here names the module that does the work.
+"""
+
+from twisted.application.service import ServiceMaker
+
+from txregistry.drivers.plugins import LazyDriverFactory
+
+registry = ServiceMaker(
+    "txregistry",
+    "txregistry.service",
+    "A container image registry (Docker Registry HTTP API v2 / OCI Distribution 1.1).",
+    "registry",
+)
+
+filesystemDriver = LazyDriverFactory(
+    "filesystem", "txregistry.drivers.filesystem", "FilesystemDriverFactory"
+)
+inmemoryDriver = LazyDriverFactory(
+    "inmemory", "txregistry.drivers.inmemory", "InMemoryDriverFactory"
+)

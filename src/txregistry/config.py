@@ -1,0 +1,467 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The registry's configuration: Distribution's YAML format, with ``REGISTRY_*``
+environment overrides, checked against a schema and turned into typed
+objects.  Every mistake becomes a L{ConfigError} naming the key.
+
+Sections of Distribution's format that txregistry does not implement yet are
+treated by what ignoring them would do: where ignoring would weaken security
+or lose data (C{auth}, C{notifications}, C{proxy}, C{http.tls}, a Redis cache)
+they stop start-up; where it only forgoes a convenience (C{health},
+C{redis}, C{http.debug}, upload purging) they are logged as ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+# The configuration used when none is given: filesystem storage under
+# ./registry-data, listening on port 5000.
+EMBEDDED_DEFAULT = """\
+version: 0.1
+log:
+  level: info
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: ./registry-data
+  delete:
+    enabled: false
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+"""
+
+
+class ConfigError(Exception):
+    """
+    A configuration mistake.
+
+    @ivar key: the dotted key (or environment variable) at fault.
+    @ivar problem: what is wrong with it.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+# -- schema -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Unsupported:
+    """A key of Distribution's format that txregistry refuses, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Ignored:
+    """A key of Distribution's format that txregistry accepts and ignores."""
+
+    reason: str
+
+
+class _AnyMapping:
+    """A mapping whose keys are free (driver parameters, log fields)."""
+
+
+class _Duration:
+    """Go's duration strings ("10s", "1h30m") or a number of nanoseconds."""
+
+
+class _StringList:
+    """A list of strings, or one string."""
+
+
+_NOT_YET = "is not supported by txregistry yet"
+_Schema = dict[str, Any]
+
+_SCHEMA: _Schema = {
+    "version": (str, float),
+    "log": {
+        "level": str,
+        "formatter": str,
+        "fields": _AnyMapping,
+        "reportcaller": bool,
+        "hooks": _Ignored("log hooks (mail) are not implemented; ignored"),
+        "accesslog": {"disabled": bool},
+    },
+    "loglevel": str,
+    "storage": {
+        # The driver's own key is checked by the driver's factory.
+        "delete": {"enabled": bool},
+        "maintenance": {
+            "uploadpurging": _Ignored("upload purging is not implemented yet; ignored"),
+            "readonly": {"enabled": bool},
+        },
+        "cache": {"blobdescriptor": str, "blobdescriptorsize": int},
+        "redirect": {"disable": bool},
+        "tag": {"concurrencylimit": int},
+    },
+    "http": {
+        "addr": str,
+        "net": str,
+        "prefix": str,
+        "host": str,
+        "secret": str,
+        "relativeurls": bool,
+        "draintimeout": _Duration,
+        "headers": _AnyMapping,
+        "http2": {"disabled": bool},
+        "h2c": _Ignored("h2c is not implemented; HTTP/1.1 is served"),
+        "tls": _Unsupported(f"TLS {_NOT_YET}; refusing to serve plain HTTP instead"),
+        "debug": _Ignored("the debug server is not implemented yet; ignored"),
+    },
+    "auth": _Unsupported(f"access control {_NOT_YET}; refusing to serve without it"),
+    "middleware": _Unsupported(f"middleware {_NOT_YET}"),
+    "notifications": _Unsupported(f"notifications {_NOT_YET}; events would be lost"),
+    "redis": _Ignored("the Redis cache is not implemented yet; ignored"),
+    "health": _Ignored("health checks are not implemented yet; ignored"),
+    "proxy": _Unsupported(f"the pull-through cache {_NOT_YET}"),
+    "validation": _Ignored("manifest validation settings apply with the manifest API"),
+    "catalog": {"maxentries": int},
+}
+
+_STORAGE_SPECIAL = set(_SCHEMA["storage"])
+
+
+def _type_name(kind: Any) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    if kind is _AnyMapping:
+        return "a mapping"
+    if kind is _Duration:
+        return 'a duration such as "10s"'
+    if kind is _StringList:
+        return "a list of strings"
+    return names.get(kind, str(kind))
+
+
+def check_parameters(section: str, parameters: Any, spec: Mapping[str, Any]) -> None:
+    """
+    Check a flat mapping of parameters (a driver's, say) against C{spec},
+    a mapping of key to Python type.
+
+    @raise ConfigError: naming C{section.key} for an unknown key or a value of
+        the wrong type.
+    """
+    if parameters is None:
+        return
+    if not isinstance(parameters, Mapping):
+        raise ConfigError(section, "must be a mapping")
+    for key, value in parameters.items():
+        if key not in spec:
+            raise ConfigError(f"{section}.{key}", "unknown key")
+        if not _is_instance(value, spec[key]):
+            raise ConfigError(f"{section}.{key}", f"must be {_type_name(spec[key])}")
+
+
+def _is_instance(value: Any, kind: Any) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    for one in kinds:
+        if one is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if one is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if one in (str, bool) and isinstance(value, one):
+            return True
+        if one is _AnyMapping and isinstance(value, Mapping):
+            return True
+        if one is _Duration and (
+            (isinstance(value, int) and not isinstance(value, bool))
+            or (isinstance(value, str) and _DURATION.fullmatch(value) is not None)
+        ):
+            return True
+    return False
+
+
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
+
+
+def _check(path: str, value: Any, schema: _Schema, warn: Callable[[str], None]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(path or "<top level>", "must be a mapping")
+    for key, child in value.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if not isinstance(key, str):
+            raise ConfigError(key_path, "keys must be strings")
+        if path == "storage" and key not in _STORAGE_SPECIAL:
+            continue  # a driver's section; its factory checks it
+        if key not in schema:
+            raise ConfigError(key_path, "unknown key")
+        kind = schema[key]
+        if isinstance(kind, _Unsupported):
+            raise ConfigError(key_path, kind.reason)
+        if isinstance(kind, _Ignored):
+            warn(f"{key_path}: {kind.reason}")
+        elif isinstance(kind, dict):
+            _check(key_path, child, kind, warn)
+        elif child is not None and not _is_instance(child, kind):
+            raise ConfigError(key_path, f"must be {_type_name(kind)}")
+
+
+# -- environment overrides ------------------------------------------------------
+
+# Names the config file, as for Distribution; not an override.
+CONFIGURATION_PATH_VARIABLE = "REGISTRY_CONFIGURATION_PATH"
+
+
+def apply_environment(document: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """
+    Apply C{REGISTRY_*} overrides, as Distribution does: the variable's name
+    below C{REGISTRY_} is the key's path joined with underscores,
+    case-insensitive (C{REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY} sets
+    C{storage.filesystem.rootdirectory}), and its value is read as YAML.
+
+    @raise ConfigError: naming the variable when it matches no key.
+    """
+    for variable in sorted(environ):
+        if not variable.startswith("REGISTRY_") or variable == CONFIGURATION_PATH_VARIABLE:
+            continue
+        parts = variable[len("REGISTRY_") :].lower().split("_")
+        if not all(parts):
+            raise ConfigError(variable, "is not a configuration key")
+        try:
+            value = yaml.safe_load(environ[variable])
+        except yaml.YAMLError as error:
+            raise ConfigError(variable, f"is not valid YAML: {error}") from None
+        target: dict[str, Any] = document
+        schema: Any = _SCHEMA
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            free = (
+                schema is None
+                or schema is _AnyMapping
+                or (schema is _SCHEMA["storage"] and part not in _STORAGE_SPECIAL)
+            )
+            if not free and (not isinstance(schema, dict) or part not in schema):
+                raise ConfigError(variable, "matches no configuration key")
+            next_schema = None if free else schema[part]
+            if free and schema is _SCHEMA["storage"]:
+                next_schema = _AnyMapping  # a driver's parameters
+            if last:
+                target[part] = value
+            else:
+                existing = target.get(part)
+                if not isinstance(existing, dict):
+                    existing = target[part] = {}
+                target = existing
+            schema = next_schema
+    return document
+
+
+# -- typed configuration --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """The C{log} section."""
+
+    level: str = "info"
+    formatter: str = "text"
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    accesslog_disabled: bool = False
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The C{storage} section: the driver's name and parameters, and the options."""
+
+    driver: str
+    parameters: Mapping[str, Any]
+    delete_enabled: bool = False
+    readonly: bool = False
+    redirect_disabled: bool = False
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    """The C{http} section."""
+
+    addr: str = ":5000"
+    net: str = "tcp"
+    prefix: str = "/"
+    host: str | None = None
+    secret: str | None = None
+    relative_urls: bool = False
+    headers: Mapping[str, list[str]] = field(default_factory=dict)
+    drain_timeout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, checked configuration."""
+
+    log: LogConfig
+    storage: StorageConfig
+    http: HTTPConfig
+    catalog_max_entries: int = 1000
+    warnings: tuple[str, ...] = ()
+
+
+_LEVELS = ("error", "warn", "warning", "info", "debug", "trace", "fatal", "panic")
+_FORMATTERS = ("text", "json", "logstash")
+
+
+def parse_duration(key: str, value: Any) -> float:
+    """Seconds in a Go duration string, or in a number of nanoseconds."""
+    if isinstance(value, int):
+        return value / 1e9
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    if not isinstance(value, str) or not _DURATION.fullmatch(value):
+        raise ConfigError(key, 'must be a duration such as "10s"')
+    return sum(
+        float(number) * units[unit]
+        for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    )
+
+
+def _headers(value: Mapping[str, Any]) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, values in value.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"http.headers.{name}", "must be a list of strings")
+        headers[str(name)] = values
+    return headers
+
+
+def _section(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = document.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) -> Config:
+    """
+    Check a parsed YAML document and build the typed L{Config}.
+
+    @param known_drivers: the storage driver names that may be chosen; when
+        given, any other driver name is an error.
+    @raise ConfigError: naming the key for every mistake.
+    """
+    warnings: list[str] = []
+    if document is None:
+        raise ConfigError("<top level>", "the configuration is empty")
+    _check("", document, _SCHEMA, warnings.append)
+    version = document.get("version")
+    if version is None:
+        raise ConfigError("version", "missing; Distribution's format needs version: 0.1")
+    if str(version) != "0.1":
+        raise ConfigError("version", f"unsupported version {version!r}; expected 0.1")
+
+    log = _section(document, "log")
+    level = str(log.get("level", document.get("loglevel", "info"))).lower()
+    if level not in _LEVELS:
+        raise ConfigError("log.level", f"must be one of {', '.join(_LEVELS[:5])}")
+    formatter = log.get("formatter", "text")
+    if formatter not in _FORMATTERS:
+        raise ConfigError("log.formatter", f"must be one of {', '.join(_FORMATTERS)}")
+    log_config = LogConfig(
+        level=level,
+        formatter=formatter,
+        fields=dict(log.get("fields") or {}),
+        accesslog_disabled=bool(_section(log, "accesslog").get("disabled", False)),
+    )
+
+    storage = _section(document, "storage")
+    drivers = [key for key in storage if key not in _STORAGE_SPECIAL]
+    if not drivers:
+        raise ConfigError("storage", "names no storage driver")
+    if len(drivers) > 1:
+        raise ConfigError("storage", f"names more than one driver: {', '.join(drivers)}")
+    driver = drivers[0]
+    if known_drivers is not None and driver not in known_drivers:
+        raise ConfigError(
+            f"storage.{driver}",
+            f"unknown storage driver (installed: {', '.join(sorted(known_drivers))})",
+        )
+    parameters = storage[driver]
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise ConfigError(f"storage.{driver}", "must be a mapping of driver parameters")
+    cache = _section(storage, "cache").get("blobdescriptor")
+    if cache not in (None, "inmemory"):
+        raise ConfigError(
+            "storage.cache.blobdescriptor",
+            f"{cache!r} is not supported (txregistry has: inmemory)",
+        )
+    maintenance = _section(storage, "maintenance")
+    storage_config = StorageConfig(
+        driver=driver,
+        parameters=dict(parameters or {}),
+        delete_enabled=bool(_section(storage, "delete").get("enabled", False)),
+        readonly=bool(_section(maintenance, "readonly").get("enabled", False)),
+        redirect_disabled=bool(_section(storage, "redirect").get("disable", False)),
+    )
+
+    http = _section(document, "http")
+    net = http.get("net", "tcp")
+    if net not in ("tcp", "unix"):
+        raise ConfigError("http.net", "must be tcp or unix")
+    prefix = http.get("prefix", "/") or "/"
+    if not prefix.startswith("/"):
+        raise ConfigError("http.prefix", "must start with /")
+    host = http.get("host")
+    if host is not None and not re.match(r"^https?://[^/]+", host):
+        raise ConfigError("http.host", "must be an absolute URL such as https://registry.example")
+    http_config = HTTPConfig(
+        addr=http.get("addr", ":5000"),
+        net=net,
+        prefix=prefix if prefix.endswith("/") else prefix + "/",
+        host=host.rstrip("/") if host else None,
+        secret=http.get("secret"),
+        relative_urls=bool(http.get("relativeurls", False)),
+        headers=_headers(http.get("headers") or {}),
+        drain_timeout=parse_duration("http.draintimeout", http.get("draintimeout", 0)),
+    )
+    max_entries = _section(document, "catalog").get("maxentries", 1000)
+    if max_entries <= 0:
+        raise ConfigError("catalog.maxentries", "must be a positive integer")
+    return Config(
+        log=log_config,
+        storage=storage_config,
+        http=http_config,
+        catalog_max_entries=max_entries,
+        warnings=tuple(warnings),
+    )
+
+
+def load_config(
+    text: str | None,
+    environ: Mapping[str, str] | None = None,
+    known_drivers: Mapping[str, Any] | None = None,
+    source: str = "configuration",
+) -> Config:
+    """
+    Parse YAML C{text} (the embedded default when L{None}), apply the
+    environment's C{REGISTRY_*} overrides and build the L{Config}.
+
+    @raise ConfigError: for YAML that does not parse, and every mistake
+        L{build_config} finds.
+    """
+    try:
+        document = yaml.safe_load(EMBEDDED_DEFAULT if text is None else text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, f"is not valid YAML{where}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(source, "must be a YAML mapping")
+    document = apply_environment(document, os.environ if environ is None else environ)
+    return build_config(document, known_drivers)

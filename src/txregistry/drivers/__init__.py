@@ -1,0 +1,1 @@
+"""Storage drivers: raw byte stores behind L{txregistry.interfaces.IStorageDriver}."""

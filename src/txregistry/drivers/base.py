@@ -1,0 +1,158 @@
+# -*- test-case-name: tests.test_drivers -*-
+"""
+The wrapper every driver runs inside: it checks paths before a driver sees
+them and records how each operation went, so drivers implement raw
+operations only (Distribution's ``driver/base``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail
+from zope.interface import implementer
+
+from txregistry.drivers.errors import InvalidOffsetError, InvalidPathError
+from txregistry.interfaces import FileInfo, IFileReader, IFileWriter, IStorageDriver
+
+_COMPONENT = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
+
+T = TypeVar("T")
+
+
+def check_path(path: str, root_allowed: bool = False) -> None:
+    """
+    Raise L{InvalidPathError} unless C{path} follows the driver path rules
+    (see L{txregistry.interfaces}).
+    """
+    if path == "/":
+        if root_allowed:
+            return
+        raise InvalidPathError(path)
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidPathError(path)
+    for component in path[1:].split("/"):
+        if component in (".", "..") or not _COMPONENT.fullmatch(component):
+            raise InvalidPathError(path)
+
+
+@dataclass
+class OperationStats:
+    """Counts for one driver operation."""
+
+    calls: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class DriverMetrics:
+    """Per-operation counts of one driver, for the metrics endpoint to come."""
+
+    operations: dict[str, OperationStats] = field(default_factory=dict)
+
+    def record(self, operation: str, seconds: float, failed: bool) -> None:
+        """Add one finished call of C{operation}."""
+        stats = self.operations.setdefault(operation, OperationStats())
+        stats.calls += 1
+        stats.seconds += seconds
+        if failed:
+            stats.failures += 1
+
+
+@implementer(IStorageDriver)
+class ValidatingDriver:
+    """
+    An L{IStorageDriver} that checks every path, then delegates to C{driver}
+    and records the call in C{metrics}.
+    """
+
+    def __init__(self, driver: IStorageDriver) -> None:
+        self.driver = driver
+        self.name = driver.name
+        self.metrics = DriverMetrics()
+
+    def _call(self, operation: str, start: Callable[[], Deferred[T]]) -> Deferred[T]:
+        began = time.monotonic()
+        try:
+            result = start()
+        except Exception as error:
+            self.metrics.record(operation, time.monotonic() - began, True)
+            return fail(error)
+
+        def finished(outcome: Any) -> Any:
+            from twisted.python.failure import Failure
+
+            self.metrics.record(operation, time.monotonic() - began, isinstance(outcome, Failure))
+            return outcome
+
+        return result.addBoth(finished)
+
+    def get_content(self, path: str) -> Deferred[bytes]:
+        """See L{IStorageDriver.get_content}."""
+        return self._call("get_content", lambda: _checked(path, self.driver.get_content))
+
+    def put_content(self, path: str, content: bytes) -> Deferred[None]:
+        """See L{IStorageDriver.put_content}."""
+        return self._call("put_content", lambda: _checked(path, self.driver.put_content, content))
+
+    def reader(self, path: str, offset: int = 0) -> Deferred[IFileReader]:
+        """See L{IStorageDriver.reader}."""
+
+        def start() -> Deferred[IFileReader]:
+            check_path(path)
+            if offset < 0:
+                raise InvalidOffsetError(path, offset)
+            return self.driver.reader(path, offset)
+
+        return self._call("reader", start)
+
+    def writer(self, path: str, append: bool) -> Deferred[IFileWriter]:
+        """See L{IStorageDriver.writer}."""
+        return self._call("writer", lambda: _checked(path, self.driver.writer, append))
+
+    def stat(self, path: str) -> Deferred[FileInfo]:
+        """See L{IStorageDriver.stat}."""
+        return self._call("stat", lambda: _checked(path, self.driver.stat))
+
+    def list(self, path: str) -> Deferred[list[str]]:
+        """See L{IStorageDriver.list}."""
+        return self._call("list", lambda: _checked(path, self.driver.list, root=True))
+
+    def move(self, source: str, dest: str) -> Deferred[None]:
+        """See L{IStorageDriver.move}."""
+
+        def start() -> Deferred[None]:
+            check_path(source)
+            check_path(dest)
+            return self.driver.move(source, dest)
+
+        return self._call("move", start)
+
+    def delete(self, path: str) -> Deferred[None]:
+        """See L{IStorageDriver.delete}."""
+        return self._call("delete", lambda: _checked(path, self.driver.delete, root=True))
+
+    def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
+        """See L{IStorageDriver.redirect_url}."""
+        return self._call("redirect_url", lambda: self.driver.redirect_url(method, _valid(path)))
+
+    def walk(self, path: str, visit: Callable[[FileInfo], bool | None]) -> Deferred[None]:
+        """See L{IStorageDriver.walk}."""
+        return self._call("walk", lambda: _checked(path, self.driver.walk, visit, root=True))
+
+
+def _valid(path: str) -> str:
+    check_path(path)
+    return path
+
+
+def _checked(
+    path: str, method: Callable[..., Deferred[T]], *args: Any, root: bool = False
+) -> Deferred[T]:
+    check_path(path, root_allowed=root)
+    return method(path, *args)

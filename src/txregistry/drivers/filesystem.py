@@ -1,0 +1,304 @@
+# -*- test-case-name: tests.test_drivers -*-
+"""
+The filesystem storage driver: files under a root directory, laid out as
+Distribution's filesystem driver lays them out, so either serves the other's
+data.  Every blocking call runs in the reactor's thread pool.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from typing import IO, Any, TypeVar
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThread
+from zope.interface import implementer
+
+from txregistry.config import ConfigError, check_parameters
+from txregistry.drivers.errors import PathNotFoundError
+from txregistry.interfaces import (
+    FileInfo,
+    IFileReader,
+    IFileWriter,
+    IStorageDriver,
+    IStorageDriverFactory,
+)
+
+T = TypeVar("T")
+
+DEFAULT_ROOT = "/var/lib/registry"
+# Atomic put_content writes a temporary file here, then renames it into place.
+# "~" is not legal in a driver path, so no driver path can name this folder.
+_TEMPORARY_FOLDER = "~tmp"
+
+
+def _in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
+    def run() -> T:
+        try:
+            return work()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+            raise PathNotFoundError(path) from error
+
+    return deferToThread(run)
+
+
+@implementer(IFileReader)
+class FilesystemReader:
+    """Reads one open file in the thread pool."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        """See L{IFileReader.read}."""
+        return deferToThread(self._file.read, max_bytes)
+
+    def close(self) -> Deferred[None]:
+        """See L{IFileReader.close}."""
+        return deferToThread(self._file.close)
+
+
+@implementer(IFileWriter)
+class FilesystemWriter:
+    """Appends to one open file in the thread pool."""
+
+    def __init__(self, file: IO[bytes], full_path: str, size: int) -> None:
+        self._file = file
+        self._full_path = full_path
+        self.size = size
+
+    def write(self, data: bytes) -> Deferred[None]:
+        """See L{IFileWriter.write}."""
+        self.size += len(data)
+        return deferToThread(self._write_all, data)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            view = view[written:] if written is not None else view[len(view) :]
+
+    def close(self) -> Deferred[None]:
+        """See L{IFileWriter.close}."""
+        return deferToThread(self._file.close)
+
+    def commit(self) -> Deferred[None]:
+        """See L{IFileWriter.commit}."""
+
+        def sync_and_close() -> None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+        return deferToThread(sync_and_close)
+
+    def cancel(self) -> Deferred[None]:
+        """See L{IFileWriter.cancel}."""
+
+        def close_and_remove() -> None:
+            self._file.close()
+            try:
+                os.unlink(self._full_path)
+            except FileNotFoundError:
+                pass
+
+        return deferToThread(close_and_remove)
+
+
+@implementer(IStorageDriver)
+class FilesystemDriver:
+    """
+    Stores each driver path as a file under C{root}.
+
+    @param root: the root directory; created when missing.
+    """
+
+    name = "filesystem"
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def _full(self, path: str) -> str:
+        return self.root if path == "/" else self.root + path
+
+    def get_content(self, path: str) -> Deferred[bytes]:
+        """See L{IStorageDriver.get_content}."""
+
+        def read() -> bytes:
+            with open(self._full(path), "rb") as file:
+                return file.read()
+
+        return _in_thread(path, read)
+
+    def put_content(self, path: str, content: bytes) -> Deferred[None]:
+        """See L{IStorageDriver.put_content}."""
+
+        def write() -> None:
+            temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
+            os.makedirs(temporary_folder, exist_ok=True)
+            temporary = os.path.join(temporary_folder, uuid.uuid4().hex)
+            try:
+                with open(temporary, "wb") as file:
+                    file.write(content)
+                full = self._full(path)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                os.replace(temporary, full)
+            finally:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+
+        return _in_thread(path, write)
+
+    def reader(self, path: str, offset: int = 0) -> Deferred[IFileReader]:
+        """See L{IStorageDriver.reader}."""
+
+        def open_at() -> IFileReader:
+            file = open(self._full(path), "rb", buffering=0)
+            try:
+                file.seek(offset)
+            except BaseException:
+                file.close()
+                raise
+            return FilesystemReader(file)
+
+        return _in_thread(path, open_at)
+
+    def writer(self, path: str, append: bool) -> Deferred[IFileWriter]:
+        """See L{IStorageDriver.writer}."""
+
+        def open_for_writing() -> IFileWriter:
+            full = self._full(path)
+            if append:
+                file = open(full, "r+b", buffering=0)
+                size = file.seek(0, os.SEEK_END)
+            else:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                file = open(full, "wb", buffering=0)
+                size = 0
+            return FilesystemWriter(file, full, size)
+
+        return _in_thread(path, open_for_writing)
+
+    def stat(self, path: str) -> Deferred[FileInfo]:
+        """See L{IStorageDriver.stat}."""
+
+        def stat() -> FileInfo:
+            result = os.stat(self._full(path))
+            is_dir = os.path.isdir(self._full(path))
+            return FileInfo(path, 0 if is_dir else result.st_size, result.st_mtime, is_dir)
+
+        return _in_thread(path, stat)
+
+    def _children(self, path: str) -> list[os.DirEntry[str]]:
+        with os.scandir(self._full(path)) as entries:
+            children = [
+                entry for entry in entries if not (path == "/" and entry.name == _TEMPORARY_FOLDER)
+            ]
+        return sorted(children, key=lambda entry: entry.name)
+
+    def list(self, path: str) -> Deferred[list[str]]:
+        """See L{IStorageDriver.list}."""
+
+        def list_children() -> list[str]:
+            if path == "/" and not os.path.exists(self.root):
+                return []
+            prefix = "" if path == "/" else path
+            return [f"{prefix}/{entry.name}" for entry in self._children(path)]
+
+        return _in_thread(path, list_children)
+
+    def move(self, source: str, dest: str) -> Deferred[None]:
+        """See L{IStorageDriver.move}."""
+
+        def move() -> None:
+            full_source = self._full(source)
+            if not os.path.exists(full_source):
+                raise FileNotFoundError(errno.ENOENT, "no such file", full_source)
+            full_dest = self._full(dest)
+            os.makedirs(os.path.dirname(full_dest), exist_ok=True)
+            os.replace(full_source, full_dest)
+
+        return _in_thread(source, move)
+
+    def delete(self, path: str) -> Deferred[None]:
+        """See L{IStorageDriver.delete}."""
+
+        def delete() -> None:
+            full = self._full(path)
+            if os.path.isdir(full) and not os.path.islink(full):
+                if path == "/":
+                    for entry in os.listdir(full):
+                        child = os.path.join(full, entry)
+                        if os.path.isdir(child):
+                            shutil.rmtree(child)
+                        else:
+                            os.unlink(child)
+                else:
+                    shutil.rmtree(full)
+            else:
+                os.unlink(full)
+
+        return _in_thread(path, delete)
+
+    def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
+        """See L{IStorageDriver.redirect_url}: files are served by the registry."""
+        result: Deferred[str | None] = Deferred()
+        result.callback(None)
+        return result
+
+    def walk(self, path: str, visit: Callable[[FileInfo], bool | None]) -> Deferred[None]:
+        """See L{IStorageDriver.walk}."""
+
+        def entries_below(folder: str) -> list[FileInfo]:
+            prefix = "" if folder == "/" else folder
+            infos = []
+            for entry in self._children(folder):
+                result = entry.stat()
+                is_dir = entry.is_dir()
+                infos.append(
+                    FileInfo(
+                        f"{prefix}/{entry.name}",
+                        0 if is_dir else result.st_size,
+                        result.st_mtime,
+                        is_dir,
+                    )
+                )
+            return infos
+
+        async def walk_from(folder: str) -> None:
+            for info in await _in_thread(folder, lambda: entries_below(folder)):
+                if visit(info) is not False and info.is_dir:
+                    await walk_from(info.path)
+
+        return ensureDeferred(walk_from(path))
+
+
+class FilesystemDriverFactory:
+    """Makes L{FilesystemDriver}s from Distribution's filesystem parameters."""
+
+    name = "filesystem"
+
+    def create(self, parameters: Mapping[str, Any]) -> IStorageDriver:
+        """
+        Accepts C{rootdirectory} (default C{/var/lib/registry}, as
+        Distribution) and C{maxthreads} (at least 25, default 100).
+        """
+        check_parameters(
+            "storage.filesystem", parameters, {"rootdirectory": str, "maxthreads": int}
+        )
+        root = parameters.get("rootdirectory", DEFAULT_ROOT)
+        max_threads = parameters.get("maxthreads", 100)
+        if max_threads < 25:
+            raise ConfigError("storage.filesystem.maxthreads", "must be at least 25")
+        threads = IReactorThreads(_reactor)
+        threads.suggestThreadPoolSize(max_threads)
+        return FilesystemDriver(root)
+
+
+implementer(IStorageDriverFactory)(FilesystemDriverFactory)

@@ -1,0 +1,232 @@
+# -*- test-case-name: tests.test_drivers -*-
+"""
+Every interface that txregistry's plugins implement.
+
+The storage driver contract is modelled on Distribution's ``StorageDriver``
+(``registry/storage/driver/storagedriver.go``): a driver stores opaque bytes
+under slash-separated paths and knows nothing about registries.  Every method
+returns a L{Deferred}; a driver never blocks the reactor thread.
+
+Paths
+=====
+A path is absolute, starts with ``/``, and is made of components matching
+``[A-Za-z0-9._-]+`` separated by single slashes; ``.`` and ``..`` are not
+components.  ``/`` alone names the root and is legal only for C{list},
+C{walk} and C{delete}.  L{txregistry.drivers.base.ValidatingDriver} checks
+this before a driver sees a path, so drivers may assume valid paths.
+
+Directories are implicit: a path is a directory when some stored file lies
+below it.  Writing a file creates its parents; deleting the last file below a
+directory may or may not leave the directory behind, and callers must not
+depend on either.
+
+Errors
+======
+A Deferred fails with one of the exceptions in L{txregistry.drivers.errors}:
+L{PathNotFoundError} for a missing path, L{InvalidPathError} for a path that
+breaks the rules above, L{InvalidOffsetError} for a negative reader offset,
+L{StorageUnavailableError} when the backend cannot be reached.  Any other
+exception is a bug in the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from twisted.internet.defer import Deferred
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """
+    What L{IStorageDriver.stat} knows about a path.
+
+    @ivar path: the driver path that was asked for.
+    @ivar size: the file's length in bytes; 0 for a directory.
+    @ivar modified: seconds since the epoch of the last change, as a float.
+    @ivar is_dir: whether the path is a directory.
+    """
+
+    path: str
+    size: int
+    modified: float
+    is_dir: bool
+
+
+class IFileReader(Interface):
+    """
+    Sequential reads from one stored file, from the offset it was opened at.
+    """
+
+    def read(max_bytes: int) -> Deferred[bytes]:
+        """
+        Read the next bytes.
+
+        @param max_bytes: the most bytes to return; a positive number.
+        @return: a Deferred firing with 1 to C{max_bytes} bytes, or with
+            C{b""} once the end of the file is reached (at once when the
+            reader was opened at or past the end).  A caller waits for one
+            read to fire before asking for the next.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Release the reader's resources.  Safe to call more than once, and
+        while no read is pending.
+
+        @return: a Deferred firing when released.
+        """
+
+
+class IFileWriter(Interface):
+    """
+    Appends bytes to one stored file.
+
+    A writer is either committed (the bytes are durable and visible at its
+    path), cancelled (the file is removed), or closed (what was written so far
+    is kept, and a later C{writer(path, append=True)} continues it, possibly
+    in another process).  Bytes that were not yet committed or closed may or
+    may not be visible to readers.
+    """
+
+    size = Attribute(
+        "The file's size in bytes: what it held when opened with append, plus "
+        "every byte passed to write() so far (fired or not)."
+    )
+
+    def write(data: bytes) -> Deferred[None]:
+        """
+        Append C{data}.
+
+        @return: a Deferred firing once the driver has taken the bytes.  A
+            caller waits for it before calling C{write} again, which is how a
+            slow backend slows its producer down.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Flush and keep what was written; the writer is unusable afterwards.
+        """
+
+    def commit() -> Deferred[None]:
+        """
+        Flush durably and finish the file; the writer is unusable afterwards.
+        """
+
+    def cancel() -> Deferred[None]:
+        """
+        Remove the file and everything written to it; the writer is unusable
+        afterwards.
+        """
+
+
+class IStorageDriver(Interface):
+    """
+    Stores bytes under paths.  See the module docstring for the rules every
+    path follows and the errors every method may fail with.
+    """
+
+    name = Attribute("The driver's name, as used in the storage config.")
+
+    def get_content(path: str) -> Deferred[bytes]:
+        """
+        Read a whole file.  Meant for small files (links, state).
+
+        @return: the file's bytes; fails with L{PathNotFoundError} when the
+            path does not exist or is a directory.
+        """
+
+    def put_content(path: str, content: bytes) -> Deferred[None]:
+        """
+        Store C{content} at C{path}, replacing any file there.  Readers see
+        either the old or the new content, never a mix.
+        """
+
+    def reader(path: str, offset: int = 0) -> Deferred[IFileReader]:
+        """
+        Open a file for reading from byte C{offset}.
+
+        @return: an L{IFileReader}; fails with L{PathNotFoundError} when the
+            file does not exist and L{InvalidOffsetError} for a negative
+            offset.  An offset at or past the end gives a reader at EOF.
+        """
+
+    def writer(path: str, append: bool) -> Deferred[IFileWriter]:
+        """
+        Open a file for writing.
+
+        @param append: continue the existing file (which must exist, else
+            L{PathNotFoundError}) when true; start an empty file, replacing
+            any existing one on commit or close, when false.
+        """
+
+    def stat(path: str) -> Deferred[FileInfo]:
+        """
+        Describe a file or directory; L{PathNotFoundError} when neither.
+        """
+
+    def list(path: str) -> Deferred[list[str]]:
+        """
+        The full paths of the direct children of directory C{path}, sorted.
+
+        @return: fails with L{PathNotFoundError} when C{path} is not a
+            directory (the root of an empty driver lists as empty).
+        """
+
+    def move(source: str, dest: str) -> Deferred[None]:
+        """
+        Move a file, replacing whatever file is at C{dest}.  Atomic where the
+        backend allows: readers of C{dest} see the old or the new file.
+
+        @return: fails with L{PathNotFoundError} when C{source} is missing.
+        """
+
+    def delete(path: str) -> Deferred[None]:
+        """
+        Delete a file, or a directory and everything below it.
+
+        @return: fails with L{PathNotFoundError} when nothing is there.
+        """
+
+    def redirect_url(method: str, path: str) -> Deferred[str | None]:
+        """
+        A URL a client may fetch C{path} from directly (for C{GET} or
+        C{HEAD}), or L{None} when the driver cannot offer one; then the
+        registry streams the bytes itself.
+        """
+
+    def walk(path: str, visit: Callable[[FileInfo], bool | None]) -> Deferred[None]:
+        """
+        Call C{visit} for every file and directory below C{path}, parents
+        before their children, siblings in sorted order.  When C{visit}
+        returns C{False} for a directory, nothing below it is visited.
+
+        @return: fails with L{PathNotFoundError} when C{path} is missing.
+        """
+
+
+class IStorageDriverFactory(Interface):
+    """
+    A Twisted plugin (also providing L{twisted.plugin.IPlugin}) that makes
+    storage drivers.  The storage section of the config names the factory:
+    C{storage: {filesystem: {rootdirectory: /x}}} picks the factory whose
+    C{name} is C{filesystem} and calls C{create} with C{{"rootdirectory":
+    "/x"}}.  Third-party packages ship their own module under
+    C{twisted/plugins/}.
+    """
+
+    name = Attribute("The name the storage config selects the driver by.")
+
+    def create(parameters: Mapping[str, Any]) -> IStorageDriver:
+        """
+        Make a driver from its config parameters.
+
+        @raise txregistry.config.ConfigError: naming the key, for an unknown
+            parameter or a value of the wrong type.
+        """

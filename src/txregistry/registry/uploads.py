@@ -1,0 +1,318 @@
+# -*- test-case-name: tests.test_uploads -*-
+"""
+Blob uploads: sessions kept in storage (Distribution's C{_uploads} layout),
+so that any process can continue an upload another one started.
+
+Bytes are appended through an L{UploadAppender}, which hashes them on the
+way.  The running hash is kept in process memory between requests as an
+optimisation only: when it is missing (another process received the earlier
+chunks, or this one restarted), the digest is computed again from the stored
+bytes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
+
+from txregistry.digest import CANONICAL_ALGORITHM, Digest
+from txregistry.drivers.errors import PathNotFoundError
+from txregistry.errors import BLOB_UPLOAD_UNKNOWN, DIGEST_INVALID
+from txregistry.interfaces import IFileWriter, IStorageDriver
+from txregistry.registry import paths
+from txregistry.registry.blobs import BlobDescriptor, LinkedBlobStore
+
+# How many bytes one driver write takes at most: large enough that thread
+# hops and requests to object storage are few, small enough to bound memory.
+WRITE_BATCH = 4 * 1024 * 1024
+REHASH_READ = 1024 * 1024
+
+
+@dataclass
+class _HashState:
+    algorithm: str
+    offset: int
+    hasher: Any
+
+
+class HashStates:
+    """
+    Running hashes of uploads, by upload id, bounded to C{limit} entries
+    (least recently used dropped first).
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._states: OrderedDict[str, _HashState] = OrderedDict()
+        self._limit = limit
+
+    def take(self, upload_id: str, algorithm: str, offset: int) -> Any | None:
+        """Remove and return the hash of C{upload_id} if it covers C{offset} bytes."""
+        state = self._states.pop(upload_id, None)
+        if state is None or state.algorithm != algorithm or state.offset != offset:
+            return None
+        return state.hasher
+
+    def keep(self, upload_id: str, algorithm: str, offset: int, hasher: Any) -> None:
+        """Remember the hash of the first C{offset} bytes of C{upload_id}."""
+        self._states[upload_id] = _HashState(algorithm, offset, hasher)
+        self._states.move_to_end(upload_id)
+        while len(self._states) > self._limit:
+            self._states.popitem(last=False)
+
+    def forget(self, upload_id: str) -> None:
+        """Drop what is known of C{upload_id}."""
+        self._states.pop(upload_id, None)
+
+
+@dataclass
+class UploadAppender:
+    """
+    Appends bytes to an upload, hashing them, with one driver write in
+    flight at a time.  C{write} never blocks: bytes wait in memory until the
+    driver takes them, and C{buffered} says how many wait, so that the HTTP
+    layer can stop reading from the client while the driver is slow.
+
+    @ivar on_progress: called after every batch the driver took.
+    """
+
+    session: UploadSession
+    writer: IFileWriter
+    hasher: Any
+    on_progress: Callable[[], None] = lambda: None
+    buffered: int = 0
+    _pending: list[bytes] = field(default_factory=list)
+    _in_flight: Deferred[Any] | None = None
+    _failure: Failure | None = None
+    _closed: bool = False
+    _idle_waiters: list[Deferred[None]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """The upload's size once everything written so far is stored."""
+        return int(self.writer.size) + self.buffered
+
+    def write(self, data: bytes) -> None:
+        """Queue C{data}; dropped when an earlier write failed."""
+        if self._failure is not None or self._closed or not data:
+            return
+        self._pending.append(data)
+        self.buffered += len(data)
+        self._next_batch()
+
+    def _next_batch(self) -> None:
+        if self._in_flight is not None or not self._pending:
+            if self._in_flight is None:
+                self._notify_idle()
+            return
+        batch: list[bytes] = []
+        taken = 0
+        while self._pending and (not batch or taken + len(self._pending[0]) <= WRITE_BATCH):
+            chunk = self._pending.pop(0)
+            batch.append(chunk)
+            taken += len(chunk)
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        del batch
+        hashed = deferToThread(self.hasher.update, data)
+        written = self.writer.write(data)
+        self._in_flight = gatherResults([hashed, written], consumeErrors=True)
+
+        def done(result: Any) -> None:
+            self._in_flight = None
+            self.buffered -= taken
+            if isinstance(result, Failure):
+                error = result.value
+                self._failure = error.subFailure if isinstance(error, FirstError) else result
+                self._pending.clear()
+                self.buffered = 0
+            self.on_progress()
+            self._next_batch()
+
+        self._in_flight.addBoth(done)
+
+    def _notify_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    async def flush(self) -> None:
+        """
+        Wait until the driver has taken every queued byte.
+
+        @raise Exception: the failure of a driver write, if one failed.
+        """
+        if self._in_flight is not None or self._pending:
+            waiter: Deferred[None] = Deferred()
+            self._idle_waiters.append(waiter)
+            await waiter
+        if self._failure is not None:
+            self._failure.raiseException()
+
+    async def close(self) -> None:
+        """
+        Flush, then close the driver's writer, keeping the bytes for a later
+        request; the running hash is kept for that request too.
+
+        @raise Exception: the failure of a driver write, if one failed.
+        """
+        try:
+            await self.flush()
+        finally:
+            self._closed = True
+            await self.writer.close()
+        self.session.size = self.writer.size
+        self.session.uploads.hash_states.keep(
+            self.session.upload_id, self.hasher.name, self.writer.size, self.hasher
+        )
+
+
+class UploadSession:
+    """
+    One upload in progress in one repository.
+
+    @ivar size: how many bytes the upload holds.
+    """
+
+    def __init__(self, uploads: Uploads, upload_id: str, started_at: str, size: int) -> None:
+        self.uploads = uploads
+        self.upload_id = upload_id
+        self.started_at = started_at
+        self.size = size
+
+    @property
+    def repository(self) -> str:
+        """The repository the upload is for."""
+        return self.uploads.repository
+
+    @property
+    def _data_path(self) -> str:
+        return paths.upload_data(self.repository, self.upload_id)
+
+    async def open_appender(self, algorithm: str = CANONICAL_ALGORITHM) -> UploadAppender:
+        """
+        Start appending to the upload.
+
+        @param algorithm: the hash to compute on the way; the client may
+            commit with another, which costs a second read of the data.
+        """
+        hasher = self.uploads.hash_states.take(self.upload_id, algorithm, self.size)
+        if hasher is None:
+            hasher = await self._hash_stored(algorithm)
+        try:
+            writer = await self.uploads.driver.writer(self._data_path, append=True)
+        except PathNotFoundError:
+            raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
+        self.size = writer.size
+        return UploadAppender(self, writer, hasher)
+
+    async def _hash_stored(self, algorithm: str) -> Any:
+        hasher = Digest(algorithm, "").hasher()
+        try:
+            reader = await self.uploads.driver.reader(self._data_path, 0)
+        except PathNotFoundError:
+            raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
+        try:
+            while chunk := await reader.read(REHASH_READ):
+                await deferToThread(hasher.update, chunk)
+        finally:
+            await reader.close()
+        return hasher
+
+    async def commit(self, expected: Digest) -> BlobDescriptor:
+        """
+        Verify the upload against C{expected} and make it a blob of the
+        repository.  The blob becomes visible only once verified and moved
+        into place whole.  On a digest mismatch the upload is cancelled.
+
+        @raise txregistry.errors.RegistryError: DIGEST_INVALID when the
+            content does not match; BLOB_UPLOAD_UNKNOWN when the upload is
+            gone.
+        """
+        driver = self.uploads.driver
+        try:
+            info = await driver.stat(self._data_path)
+        except PathNotFoundError:
+            raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
+        self.size = info.size
+        hasher = self.uploads.hash_states.take(self.upload_id, expected.algorithm, self.size)
+        if hasher is None:
+            hasher = await self._hash_stored(expected.algorithm)
+        if hasher.hexdigest() != expected.hex:
+            await self.cancel()
+            raise DIGEST_INVALID(f"content does not match digest {expected}")
+        blob_path = paths.blob_data(expected)
+        try:
+            await driver.stat(blob_path)
+        except PathNotFoundError:
+            if self.size == 0:
+                await driver.put_content(blob_path, b"")
+            else:
+                await driver.move(self._data_path, blob_path)
+        await self.uploads.linked.link(expected)
+        await self._remove()
+        return BlobDescriptor(expected, self.size)
+
+    async def cancel(self) -> None:
+        """
+        Abandon the upload and delete what it stored.
+
+        @raise txregistry.errors.RegistryError: BLOB_UPLOAD_UNKNOWN when gone.
+        """
+        try:
+            await self.uploads.driver.delete(paths.upload(self.repository, self.upload_id))
+        except PathNotFoundError:
+            raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
+        finally:
+            self.uploads.hash_states.forget(self.upload_id)
+
+    async def _remove(self) -> None:
+        self.uploads.hash_states.forget(self.upload_id)
+        try:
+            await self.uploads.driver.delete(paths.upload(self.repository, self.upload_id))
+        except PathNotFoundError:
+            pass
+
+
+class Uploads:
+    """The uploads of one repository."""
+
+    def __init__(
+        self, driver: IStorageDriver, linked: LinkedBlobStore, hash_states: HashStates
+    ) -> None:
+        self.driver = driver
+        self.linked = linked
+        self.hash_states = hash_states
+        self.repository = linked.repository
+
+    async def start(self) -> UploadSession:
+        """Begin a new, empty upload."""
+        upload_id = str(uuid.uuid4())
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        await self.driver.put_content(paths.upload_data(self.repository, upload_id), b"")
+        await self.driver.put_content(
+            paths.upload_started_at(self.repository, upload_id), started_at.encode("ascii")
+        )
+        return UploadSession(self, upload_id, started_at, 0)
+
+    async def resume(self, upload_id: str) -> UploadSession:
+        """
+        Find an upload in progress.
+
+        @raise txregistry.errors.RegistryError: BLOB_UPLOAD_UNKNOWN when there
+            is none by that id in this repository.
+        """
+        try:
+            started_at = await self.driver.get_content(
+                paths.upload_started_at(self.repository, upload_id)
+            )
+            info = await self.driver.stat(paths.upload_data(self.repository, upload_id))
+        except PathNotFoundError:
+            raise BLOB_UPLOAD_UNKNOWN(upload_id) from None
+        return UploadSession(self, upload_id, started_at.decode("ascii", "replace"), info.size)

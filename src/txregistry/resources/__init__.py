@@ -1,0 +1,1 @@
+"""The HTTP layer: twisted.web resources over the registry's domain."""

@@ -1,0 +1,255 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+The v2 API's dispatcher: one place that parses the request, matches the
+route, calls the handler registered for it, and renders what the handler
+returns, or the error it raised, as Distribution would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from txregistry.config import Config
+from txregistry.drivers.errors import StorageUnavailableError
+from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
+from txregistry.interfaces import IFileReader
+from txregistry.registry.repository import Registry, Repository
+from txregistry.registry.uploads import UploadAppender
+from txregistry.resources.download import BlobStreamer
+from txregistry.resources.routes import RequestHead, RouteMatch, match_route
+from txregistry.resources.streaming import UploadBody
+from txregistry.resources.upload_state import UploadStateSigner
+from txregistry.resources.urls import URLBuilder
+
+API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+_log = Logger()
+
+
+@dataclass
+class Response:
+    """
+    What a handler answers.
+
+    @ivar stream: a reader and a byte count to send as the body, instead of
+        C{body}; the reader is L{None} for a C{HEAD} request.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    stream: tuple[IFileReader | None, int] | None = None
+
+    @classmethod
+    def json(cls, document: Any, status: int = 200, **headers: str) -> Response:
+        """A JSON body."""
+        body = json.dumps(document).encode("utf-8")
+        return cls(status, {"Content-Type": JSON_CONTENT_TYPE, **headers}, body)
+
+
+@dataclass
+class RequestContext:
+    """Everything a handler needs about one request."""
+
+    app: RegistryApp
+    request: Request
+    head: RequestHead
+    match: RouteMatch
+    urls: URLBuilder
+
+    @property
+    def repository(self) -> Repository:
+        """The repository the route names."""
+        assert self.match.name is not None
+        return self.app.registry.repository(self.match.name)
+
+    def check_writable(self) -> None:
+        """
+        @raise RegistryError: UNSUPPORTED while the registry is read-only.
+        """
+        if self.app.registry.readonly:
+            raise UNSUPPORTED("the registry is in read-only mode")
+
+
+Handler = Callable[[RequestContext], Awaitable[Response]]
+
+
+class RegistryApp:
+    """
+    The v2 API over one L{Registry}.
+
+    @param handlers: by route name and method.
+    @param body_handlers: the (route, method) pairs whose body streams to
+        storage, each with a predicate on the request head, its preparation
+        and what to do when the client leaves half-way.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        secret: bytes,
+        handlers: Mapping[tuple[str, str], Handler],
+        body_handlers: Mapping[tuple[str, str], BodyHandler],
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.signer = UploadStateSigner(secret)
+        self._handlers = handlers
+        self._body_handlers = body_handlers
+        self._extra_headers = [(name, values) for name, values in config.http.headers.items()]
+
+    def _context(self, request: Request, head: RequestHead) -> RequestContext:
+        match = match_route(head.path or "", head.method)
+        http = self.config.http
+        urls = URLBuilder(head, http.host, http.prefix, http.relative_urls)
+        return RequestContext(self, request, head, match, urls)
+
+    # -- streaming request bodies ------------------------------------------
+
+    def body_router(self, request: Request, method: bytes, uri: bytes) -> UploadBody | None:
+        """See L{txregistry.resources.streaming.BodyRouter}."""
+        head = RequestHead.parse(method, uri, request.requestHeaders, self.config.http.prefix)
+        if head.path is None:
+            return None
+        try:
+            context = self._context(request, head)
+        except RegistryError:
+            return None  # answered when the request is rendered
+        body_handler = self._body_handlers.get((context.match.route.name, head.method))
+        if body_handler is None or not body_handler.streams(context):
+            return None
+        return UploadBody(
+            request,
+            lambda: body_handler.prepare(context),
+            lambda appender: body_handler.abort(context, appender),
+        )
+
+    # -- answering -----------------------------------------------------------
+
+    async def dispatch(self, request: Request) -> Response:
+        """Answer one request (its body is in)."""
+        head = RequestHead.parse(
+            request.method, request.uri, request.requestHeaders, self.config.http.prefix
+        )
+        context = self._context(request, head)
+        handler = self._handlers[(context.match.route.name, head.method)]
+        return await handler(context)
+
+    def render(self, request: Request) -> int:
+        """Dispatch, then write the response; the client may leave meanwhile."""
+        for name, values in self._extra_headers:
+            request.responseHeaders.setRawHeaders(name, values)
+        request.setHeader(*API_VERSION_HEADER)
+        gone: list[Failure] = []
+        work = ensureDeferred(self.dispatch(request))
+
+        def client_gone(failure: Failure) -> None:
+            gone.append(failure)
+            work.cancel()
+
+        request.notifyFinish().addErrback(client_gone)
+
+        async def respond() -> None:
+            try:
+                response = await work
+            except CancelledError:
+                if gone:
+                    return
+                response = _error_response(UNKNOWN())
+            except RegistryError as error:
+                response = _error_response(error)
+            except StorageUnavailableError as error:
+                _log.warn("storage unavailable: {error}", error=error)
+                response = _error_response(UNAVAILABLE())
+            except Exception:
+                _log.failure(
+                    "unexpected error answering {method} {uri}",
+                    method=request.method,
+                    uri=request.uri,
+                )
+                response = _error_response(UNKNOWN())
+            if not gone:
+                await _write(request, response, gone)
+
+        ensureDeferred(respond()).addErrback(
+            lambda failure: _log.failure("writing a response failed", failure)
+        )
+        return NOT_DONE_YET
+
+
+@dataclass(frozen=True)
+class BodyHandler:
+    """
+    How one (route, method) streams its body to storage.
+
+    @ivar streams: whether this request's body goes to storage.
+    @ivar prepare: opens the upload's appender, checking the request first.
+    @ivar abort: closes the appender when the client left half-way.
+    """
+
+    streams: Callable[[RequestContext], bool]
+    prepare: Callable[[RequestContext], Coroutine[Any, Any, UploadAppender]]
+    abort: Callable[[RequestContext, UploadAppender], Coroutine[Any, Any, None]]
+
+
+def _error_response(error: RegistryError) -> Response:
+    response = Response(
+        error.status,
+        {"Content-Type": JSON_CONTENT_TYPE, **error.headers},
+        error.body(),
+    )
+    return response
+
+
+async def _write(request: Request, response: Response, gone: list[Failure]) -> None:
+    request.setResponseCode(response.status)
+    for name, value in response.headers.items():
+        request.setHeader(name, value)
+    if response.stream is not None:
+        reader, length = response.stream
+        request.setHeader("Content-Length", str(length))
+        if reader is None or request.method == b"HEAD" or length == 0:
+            if reader is not None:
+                await reader.close()
+        else:
+            try:
+                await BlobStreamer(request, reader, length).stream()
+            except Exception:
+                # Headers are sent: all we can do is cut the connection, so
+                # the client sees a short body rather than a wrong one.
+                _log.failure("streaming a blob failed")
+                transport: Any = request.channel.transport if request.channel else None
+                if transport is not None:
+                    transport.abortConnection()
+                return
+    else:
+        request.setHeader("Content-Length", str(len(response.body)))
+        if response.body:
+            request.write(response.body)
+    if not gone:
+        request.finish()
+
+
+class V2Resource(Resource):
+    """The C{/v2/} resource: every path below it is routed by the app."""
+
+    isLeaf = True
+
+    def __init__(self, app: RegistryApp) -> None:
+        super().__init__()
+        self.app = app
+
+    def render(self, request: Request) -> int:
+        """Hand the request to the app."""
+        return self.app.render(request)

@@ -1,0 +1,149 @@
+# -*- test-case-name: tests.test_routes -*-
+"""
+The v2 API's routes as data (Distribution's ``descriptors.go``), and the
+parsing of a request's method, path and query into a L{RequestHead}, done the
+same way whether the request is complete or only its headers have arrived.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from twisted.web.http_headers import Headers
+
+from txregistry.digest import Digest
+from txregistry.errors import DIGEST_INVALID, UNSUPPORTED, RegistryError
+from txregistry.names import check_repository_name
+
+
+@dataclass(frozen=True)
+class Route:
+    """
+    One API endpoint.
+
+    @ivar name: what handlers are registered under.
+    @ivar pattern: full-matched against the path below C{/v2/}.
+    @ivar methods: the methods it answers.
+    """
+
+    name: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+
+
+def _route(name: str, pattern: str, *methods: str) -> Route:
+    return Route(name, re.compile(pattern, re.ASCII | re.DOTALL), frozenset(methods))
+
+
+# Order matters, as in Distribution: names are greedy, so
+# "a/blobs/uploads/blobs/sha256:..." is the blob route of "a/blobs/uploads".
+ROUTES: tuple[Route, ...] = (
+    _route("base", r"", "GET", "HEAD"),
+    _route(
+        "blob", r"(?P<name>.+)/blobs/(?P<digest>[A-Za-z0-9_+.-]+:[^/]*)", "GET", "HEAD", "DELETE"
+    ),
+    _route("upload", r"(?P<name>.+)/blobs/uploads/?", "POST"),
+    _route(
+        "upload_chunk",
+        r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[A-Za-z0-9_-][A-Za-z0-9._-]*)",
+        "GET",
+        "HEAD",
+        "PATCH",
+        "PUT",
+        "DELETE",
+    ),
+    # Anything else below blobs/ names a digest that is not one.
+    _route("bad_digest", r"(?P<name>.+)/blobs/(?P<digest>[^/]+)", "GET", "HEAD", "DELETE"),
+)
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """A route with its parameters, the name and digest checked."""
+
+    route: Route
+    name: str | None
+    digest: Digest | None
+    upload_id: str | None
+
+
+def match_route(path: str, method: str) -> RouteMatch:
+    """
+    Find the route for C{path} (the decoded path below C{/v2/}).
+
+    @raise RegistryError: NAME_INVALID or DIGEST_INVALID for a bad
+        parameter; UNSUPPORTED (404) when no route matches, or (405, with
+        C{Allow}) when the route does not answer C{method}.
+    """
+    for route in ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found is None:
+            continue
+        groups = found.groupdict()
+        name = groups.get("name")
+        if name is not None:
+            check_repository_name(name)
+        digest_text = groups.get("digest")
+        digest = Digest.parse(digest_text) if digest_text is not None else None
+        if route.name == "bad_digest":
+            raise DIGEST_INVALID(f"invalid digest: {digest_text!r}")
+        if method not in route.methods:
+            allowed = ", ".join(sorted(route.methods))
+            raise UNSUPPORTED(f"method {method} not allowed here", headers={"Allow": allowed})
+        return RouteMatch(route, name, digest, groups.get("upload_id"))
+    raise UNSUPPORTED(f"no such endpoint: /v2/{path}", status=404)
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """
+    What is known of a request once its headers are in.
+
+    @ivar method: the method, upper case.
+    @ivar path: the decoded path below the API root C{/v2/}, or L{None}
+        when the request is not for the API.
+    @ivar query: the query parameters.
+    @ivar headers: the request headers.
+    """
+
+    method: str
+    path: str | None
+    query: dict[str, list[str]]
+    headers: Headers
+
+    @classmethod
+    def parse(cls, method: bytes, uri: bytes, headers: Headers, prefix: str) -> RequestHead:
+        """
+        Parse a request line's method and URI.
+
+        @param prefix: the configured C{http.prefix}, ending with C{/}.
+        """
+        parts = urlsplit(uri.decode("latin-1"))
+        full_path = unquote(parts.path, errors="replace")
+        api_root = prefix + "v2"
+        path: str | None = None
+        if full_path == api_root or full_path == api_root + "/":
+            path = ""
+        elif full_path.startswith(api_root + "/"):
+            path = full_path[len(api_root) + 1 :]
+        return cls(
+            method.decode("latin-1").upper(),
+            path,
+            parse_qs(parts.query, keep_blank_values=True),
+            headers,
+        )
+
+    def argument(self, name: str) -> str | None:
+        """The first value of query parameter C{name}, if any."""
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def header(self, name: str) -> str | None:
+        """The first value of request header C{name}, if any."""
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+
+__all__ = ["ROUTES", "RegistryError", "RequestHead", "Route", "RouteMatch", "match_route"]

@@ -1,0 +1,75 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+The site: the resource tree (C{http.prefix}, then C{v2/}), the route table
+with its handlers, and the streaming request factory.
+"""
+
+from __future__ import annotations
+
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from txregistry.config import Config
+from txregistry.registry.repository import Registry
+from txregistry.resources import base, blobs, uploads
+from txregistry.resources.app import BodyHandler, Handler, RegistryApp, V2Resource
+from txregistry.resources.streaming import StreamingRequest, UploadBody
+
+HANDLERS: dict[tuple[str, str], Handler] = {
+    ("base", "GET"): base.api_version_check,
+    ("base", "HEAD"): base.api_version_check,
+    ("blob", "GET"): blobs.fetch_blob,
+    ("blob", "HEAD"): blobs.fetch_blob,
+    ("blob", "DELETE"): blobs.delete_blob,
+    ("upload", "POST"): uploads.start_upload,
+    ("upload_chunk", "GET"): uploads.upload_status,
+    ("upload_chunk", "HEAD"): uploads.upload_status,
+    ("upload_chunk", "PATCH"): uploads.append_chunk,
+    ("upload_chunk", "PUT"): uploads.complete_upload,
+    ("upload_chunk", "DELETE"): uploads.cancel_upload,
+}
+
+BODY_HANDLERS: dict[tuple[str, str], BodyHandler] = {
+    ("upload", "POST"): uploads.UPLOAD_BODY,
+    ("upload_chunk", "PATCH"): uploads.UPLOAD_BODY,
+    ("upload_chunk", "PUT"): uploads.UPLOAD_BODY,
+}
+
+
+class RegistrySite(Site):
+    """
+    A L{Site} whose upload requests stream their bodies to storage.
+
+    @ivar app: the API.
+    """
+
+    requestFactory = StreamingRequest
+
+    def __init__(self, resource: Resource, app: RegistryApp, access_log: bool) -> None:
+        super().__init__(resource)
+        self.app = app
+        self._access_log = access_log
+
+    def body_router(self, request: Request, method: bytes, uri: bytes) -> UploadBody | None:
+        """See L{txregistry.resources.streaming.BodyRouter}."""
+        return self.app.body_router(request, method, uri)
+
+    def log(self, request: http.Request) -> None:
+        """Write the access log line, unless C{log.accesslog.disabled}."""
+        if self._access_log:
+            super().log(request)
+
+
+def make_site(config: Config, registry: Registry, secret: bytes) -> RegistrySite:
+    """The whole HTTP side of a registry."""
+    app = RegistryApp(config, registry, secret, HANDLERS, BODY_HANDLERS)
+    root = Resource()
+    parent = root
+    for segment in config.http.prefix.strip("/").split("/"):
+        if segment:
+            child = Resource()
+            parent.putChild(segment.encode("utf-8"), child)
+            parent = child
+    parent.putChild(b"v2", V2Resource(app))
+    return RegistrySite(root, app, access_log=not config.log.accesslog_disabled)

@@ -1,0 +1,215 @@
+# -*- test-case-name: tests.test_api_uploads -*-
+"""
+Blob uploads: C{POST /v2/<name>/blobs/uploads/} (start, monolithic with
+C{?digest=}, or cross-repository mount), and C{GET}, C{PATCH}, C{PUT},
+C{DELETE /v2/<name>/blobs/uploads/<id>}.
+
+Bodies of C{PATCH}, C{PUT} and monolithic C{POST} stream to storage while
+they arrive (see L{txregistry.resources.streaming}); L{prepare_write} checks
+the request and opens the upload before the first byte is read, and the
+handler finishes the work once the last byte is in.
+"""
+
+from __future__ import annotations
+
+import re
+
+from txregistry.digest import CANONICAL_ALGORITHM, Digest
+from txregistry.errors import (
+    BLOB_UPLOAD_INVALID,
+    DIGEST_INVALID,
+    RANGE_INVALID,
+    SIZE_INVALID,
+)
+from txregistry.names import check_repository_name
+from txregistry.registry.blobs import BlobDescriptor
+from txregistry.registry.uploads import UploadAppender, UploadSession
+from txregistry.resources.app import BodyHandler, RequestContext, Response
+from txregistry.resources.streaming import UploadBody
+from txregistry.resources.upload_state import UploadState
+
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?", re.ASCII)
+
+
+def _upload_headers(context: RequestContext, session: UploadSession) -> dict[str, str]:
+    state = context.app.signer.pack(
+        UploadState(session.repository, session.upload_id, session.size, session.started_at)
+    )
+    return {
+        "Location": context.urls.upload(session.repository, session.upload_id, state),
+        "Range": f"0-{max(session.size - 1, 0)}",
+        "Docker-Upload-UUID": session.upload_id,
+    }
+
+
+def _created(context: RequestContext, descriptor: BlobDescriptor) -> Response:
+    name = context.match.name
+    assert name is not None
+    return Response(
+        201,
+        {
+            "Location": context.urls.blob(name, descriptor.digest),
+            "Docker-Content-Digest": str(descriptor.digest),
+        },
+    )
+
+
+def _required_digest(context: RequestContext) -> Digest:
+    text = context.head.argument("digest")
+    if not text:
+        raise DIGEST_INVALID("digest missing")
+    return Digest.parse(text)
+
+
+async def _resume(context: RequestContext, check_offset: bool) -> UploadSession:
+    """
+    The upload the URL names, checked against its signed C{_state} when the
+    URL carries one (Distribution's Location URLs do; a bare URL is accepted
+    since the upload's state is in storage anyway).
+    """
+    upload_id = context.match.upload_id
+    name = context.match.name
+    assert upload_id is not None and name is not None
+    token = context.head.argument("_state")
+    state = context.app.signer.unpack(token) if token is not None else None
+    if state is not None and (state.name != name or state.upload_id != upload_id):
+        raise BLOB_UPLOAD_INVALID("upload state does not match the URL")
+    session = await context.repository.uploads.resume(upload_id)
+    if check_offset and state is not None and state.offset != session.size:
+        raise RANGE_INVALID(
+            f"upload state says {state.offset} bytes were received, storage has {session.size}",
+            headers=_upload_headers(context, session),
+        )
+    return session
+
+
+def _check_content_range(context: RequestContext, session: UploadSession) -> None:
+    """
+    A chunk's C{Content-Range} must start where the upload ends (416
+    otherwise, with the upload's headers so the client can resume), and
+    agree with C{Content-Length} (SIZE_INVALID otherwise).
+    """
+    header = context.head.header("Content-Range")
+    if header is None:
+        return
+    found = _CONTENT_RANGE.fullmatch(header.strip())
+    if found is None:
+        raise RANGE_INVALID(
+            f"Content-Range {header!r} does not parse", headers=_upload_headers(context, session)
+        )
+    start, end = int(found.group(1)), int(found.group(2))
+    if start > end or start != session.size:
+        raise RANGE_INVALID(
+            f"chunk {start}-{end} does not start at the upload's end, {session.size}",
+            headers=_upload_headers(context, session),
+        )
+    length = context.head.header("Content-Length")
+    if length is not None and length.strip().isdigit() and int(length) != end - start + 1:
+        raise SIZE_INVALID(f"Content-Length {length} does not match Content-Range {header}")
+
+
+async def prepare_write(context: RequestContext) -> UploadAppender:
+    """
+    Check a request that brings upload bytes and open the upload for them,
+    before any byte is read: a monolithic C{POST} starts a new upload,
+    C{PATCH} and C{PUT} continue the one in the URL.
+    """
+    context.check_writable()
+    if context.head.method == "POST":
+        digest = _required_digest(context)
+        session = await context.repository.uploads.start()
+        return await session.open_appender(digest.algorithm)
+    algorithm = CANONICAL_ALGORITHM
+    if context.head.method == "PUT":
+        algorithm = _required_digest(context).algorithm
+    session = await _resume(context, check_offset=True)
+    _check_content_range(context, session)
+    return await session.open_appender(algorithm)
+
+
+async def abort_write(context: RequestContext, appender: UploadAppender) -> None:
+    """
+    The client left before its body was complete: keep what arrived of a
+    chunk, so it can resume, and drop a monolithic upload.
+    """
+    await appender.close()
+    if context.head.method == "POST":
+        await appender.session.cancel()
+
+
+async def _appender(context: RequestContext) -> UploadAppender:
+    body: UploadBody | None = getattr(context.request, "upload_body", None)
+    if body is not None:
+        return await body.result()
+    return await prepare_write(context)
+
+
+def _streams_upload_body(context: RequestContext) -> bool:
+    if context.head.method == "POST":
+        return context.head.argument("digest") is not None and not _is_mount(context)
+    return True
+
+
+def _is_mount(context: RequestContext) -> bool:
+    return bool(context.head.argument("mount")) and bool(context.head.argument("from"))
+
+
+async def start_upload(context: RequestContext) -> Response:
+    """
+    C{POST}: mount a blob from another repository (201), upload a whole blob
+    in this request (C{?digest=}, 201), or start an upload (202).
+    """
+    context.check_writable()
+    repository = context.repository
+    if _is_mount(context):
+        source = check_repository_name(context.head.argument("from") or "")
+        digest = Digest.parse(context.head.argument("mount") or "")
+        source_blobs = context.app.registry.repository(source).blobs
+        descriptor = await repository.blobs.mount(source_blobs, digest)
+        if descriptor is not None:
+            return _created(context, descriptor)
+    elif context.head.argument("digest") is not None:
+        return await _finish_upload(context, monolithic=True)
+    session = await repository.uploads.start()
+    return Response(202, _upload_headers(context, session))
+
+
+async def upload_status(context: RequestContext) -> Response:
+    """C{GET}: how much of the upload is stored (204, C{Range})."""
+    session = await _resume(context, check_offset=False)
+    return Response(204, _upload_headers(context, session))
+
+
+async def append_chunk(context: RequestContext) -> Response:
+    """C{PATCH}: append a chunk, or a stream of unknown length (202)."""
+    appender = await _appender(context)
+    await appender.close()
+    return Response(202, _upload_headers(context, appender.session))
+
+
+async def complete_upload(context: RequestContext) -> Response:
+    """C{PUT ?digest=}: append an optional last chunk, verify, commit (201)."""
+    return await _finish_upload(context, monolithic=False)
+
+
+async def _finish_upload(context: RequestContext, monolithic: bool) -> Response:
+    digest = _required_digest(context)
+    appender = await _appender(context)
+    try:
+        await appender.close()
+    except Exception:
+        if monolithic:
+            await appender.session.cancel()
+        raise
+    return _created(context, await appender.session.commit(digest))
+
+
+async def cancel_upload(context: RequestContext) -> Response:
+    """C{DELETE}: abandon the upload and delete its bytes (204)."""
+    context.check_writable()
+    session = await _resume(context, check_offset=False)
+    await session.cancel()
+    return Response(204, {"Docker-Upload-UUID": session.upload_id})
+
+
+UPLOAD_BODY = BodyHandler(_streams_upload_body, prepare_write, abort_write)

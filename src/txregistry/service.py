@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+C{twist registry}: the command-line options and C{makeService}, which wires
+the configuration to the plugins, the registry and the site.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from txregistry.config import CONFIGURATION_PATH_VARIABLE, Config, ConfigError, load_config
+from txregistry.drivers.base import ValidatingDriver
+from txregistry.drivers.plugins import driver_factories
+from txregistry.logs import log_level, observer_factory
+from txregistry.registry.repository import Registry
+from txregistry.resources.site import make_site
+
+_log = Logger()
+
+
+class Options(usage.Options):
+    """C{twist registry [--config FILE] [--listen ENDPOINT]}."""
+
+    optParameters = [
+        [
+            "config",
+            "c",
+            None,
+            "Configuration file in Distribution's format (default: $REGISTRY_CONFIGURATION_PATH, "
+            "else the embedded default: filesystem storage under ./registry-data, port 5000).",
+        ],
+        [
+            "listen",
+            "l",
+            None,
+            "Twisted endpoint to listen on, overriding http.addr "
+            "(e.g. tcp:5000:interface=127.0.0.1).",
+        ],
+    ]
+
+
+def endpoint_description(addr: str, net: str) -> str:
+    """
+    The Twisted endpoint string for Distribution's C{http.addr} and
+    C{http.net}.
+
+    @raise ConfigError: for an address that does not parse.
+    """
+    if net == "unix":
+        return "unix:" + addr.replace(":", r"\:")
+    found = re.fullmatch(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:]*)):(?P<port>\d+)", addr)
+    if found is None:
+        raise ConfigError("http.addr", f"{addr!r} is not host:port")
+    host = found.group("v6") or found.group("host") or ""
+    description = f"tcp:{found.group('port')}"
+    if host:
+        if host == "localhost":
+            host = "127.0.0.1"
+        description += ":interface=" + host.replace(":", r"\:")
+    return description
+
+
+def read_config(path: str | None) -> Config:
+    """The configuration from C{path}, the environment, or the default."""
+    path = path or os.environ.get(CONFIGURATION_PATH_VARIABLE)
+    text = None
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+        except OSError as error:
+            raise ConfigError(
+                path, f"cannot read the configuration file: {error.strerror}"
+            ) from None
+    return load_config(text, known_drivers=driver_factories(), source=path or "configuration")
+
+
+def _given(flag: str, argv: list[str]) -> bool:
+    return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
+
+
+def _apply_logging(options: Options, config: Config, argv: list[str]) -> None:
+    # twist starts logging after makeService returns, from its own options:
+    # the config's level and format apply unless given on twist's command line.
+    twist = getattr(options, "parent", None)
+    if twist is None:
+        return
+    if not _given("--log-level", argv):
+        twist["logLevel"] = log_level(config.log)
+    if not _given("--log-format", argv):
+        twist["fileLogObserverFactory"] = observer_factory(config.log)
+
+
+def build_service(config: Config, listen: str | None = None) -> IService:
+    """The registry service for C{config}, listening where it says."""
+    factory = driver_factories()[config.storage.driver]
+    driver = ValidatingDriver(factory.create(config.storage.parameters))
+    registry = Registry(
+        driver,
+        delete_enabled=config.storage.delete_enabled,
+        readonly=config.storage.readonly,
+    )
+    secret = config.http.secret
+    if secret is None:
+        _log.warn(
+            "http.secret is not set: using a random secret; upload URLs will not "
+            "work across processes or restarts"
+        )
+        secret = secrets.token_hex(32)
+    site = make_site(config, registry, secret.encode("utf-8"))
+    description = listen or endpoint_description(config.http.addr, config.http.net)
+    try:
+        endpoint = serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(
+            "--listen" if listen else "http.addr", f"{description!r}: {error}"
+        ) from None
+    return StreamServerEndpointService(endpoint, site)
+
+
+def makeService(options: Options) -> IService:
+    """Called by C{twist registry}: exits with one line on a config error."""
+    try:
+        config = read_config(options["config"])
+        _apply_logging(options, config, sys.argv)
+        service = build_service(config, options["listen"])
+    except ConfigError as error:
+        sys.stderr.write(f"txregistry: configuration error: {error}\n")
+        raise SystemExit(1) from None
+    for warning in config.warnings:
+        _log.warn("configuration: {warning}", warning=warning)
+    _log.info(
+        "txregistry serving {driver} storage ({where})",
+        driver=config.storage.driver,
+        where=_describe(config),
+    )
+    return service
+
+
+def _describe(config: Config) -> Any:
+    parameters = config.storage.parameters
+    return parameters.get("rootdirectory", "") if isinstance(parameters, dict) else ""
