@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up a virtualenv with txregistry and runs it: with no arguments on the
+# embedded default (filesystem storage under ./registry-data, port 5000);
+# any arguments go to `twist registry` (e.g. --config config.yml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/twist ]; then
+    "$python" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e .
+fi
+exec .venv/bin/twist registry "$@"
