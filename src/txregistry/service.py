@@ -15,6 +15,7 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
@@ -24,7 +25,7 @@ from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
 from txregistry.registry.repository import Registry
-from txregistry.resources.site import make_site
+from txregistry.resources.site import RegistrySite, make_site
 
 _log = Logger()
 
@@ -48,6 +49,26 @@ class Options(usage.Options):
             "(e.g. tcp:5000:interface=127.0.0.1).",
         ],
     ]
+
+
+class RegistryService(StreamServerEndpointService):
+    """
+    Listens for the site; on stop, closes the port, then waits up to
+    C{drain_timeout} seconds for requests in progress (C{http.draintimeout}).
+    """
+
+    def __init__(self, endpoint: Any, site: RegistrySite, drain_timeout: float) -> None:
+        super().__init__(endpoint, site)
+        self.site = site
+        self.drain_timeout = drain_timeout
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, then drain."""
+        stopped: Deferred[None] = super().stopService()
+        if self.drain_timeout > 0:
+            app = self.site.app
+            stopped.addCallback(lambda _: app.wait_idle(self.drain_timeout, reactor))
+        return stopped
 
 
 def endpoint_description(addr: str, net: str) -> str:
@@ -126,7 +147,7 @@ def build_service(config: Config, listen: str | None = None) -> IService:
         raise ConfigError(
             "--listen" if listen else "http.addr", f"{description!r}: {error}"
         ) from None
-    return StreamServerEndpointService(endpoint, site)
+    return RegistryService(endpoint, site, config.http.drain_timeout)
 
 
 def makeService(options: Options) -> IService:

@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -108,6 +109,8 @@ class RegistryApp:
         self._handlers = handlers
         self._body_handlers = body_handlers
         self._extra_headers = [(name, values) for name, values in config.http.headers.items()]
+        self.in_flight = 0
+        self._idle_waiters: list[Deferred[None]] = []
 
     def _context(self, request: Request, head: RequestHead) -> RequestContext:
         match = match_route(head.path or "", head.method)
@@ -137,6 +140,26 @@ class RegistryApp:
 
     # -- answering -----------------------------------------------------------
 
+    def _request_done(self, _: object) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.called:  # a timed-out waiter has fired already
+                    waiter.callback(None)
+
+    def wait_idle(self, timeout: float, clock: IReactorTime) -> Deferred[None]:
+        """
+        Fires once no request is being answered, or after C{timeout}
+        seconds, whichever comes first (C{http.draintimeout} at shutdown).
+        """
+        if self.in_flight == 0:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        waiter.addTimeout(timeout, clock, onTimeoutCancel=lambda result, timeout: None)
+        return waiter
+
     async def dispatch(self, request: Request) -> Response:
         """Answer one request (its body is in)."""
         head = RequestHead.parse(
@@ -153,12 +176,13 @@ class RegistryApp:
         request.setHeader(*API_VERSION_HEADER)
         gone: list[Failure] = []
         work = ensureDeferred(self.dispatch(request))
+        self.in_flight += 1
 
         def client_gone(failure: Failure) -> None:
             gone.append(failure)
             work.cancel()
 
-        request.notifyFinish().addErrback(client_gone)
+        request.notifyFinish().addErrback(client_gone).addBoth(self._request_done)
 
         async def respond() -> None:
             try:

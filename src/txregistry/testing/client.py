@@ -46,7 +46,9 @@ def request(
     chunked transfer encoding unless C{headers} give a Content-Length.
     """
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=timeout
+    )
     try:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         send_headers = dict(headers or {})
