@@ -193,7 +193,7 @@ _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 def _check(path: str, value: Any, schema: _Schema, warn: Callable[[str], None]) -> None:
     if value is None:
         return
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise ConfigError(path or "<top level>", "must be a mapping")
     for key, child in value.items():
         key_path = f"{path}.{key}" if path else str(key)
@@ -210,6 +210,10 @@ def _check(path: str, value: Any, schema: _Schema, warn: Callable[[str], None]) 
             warn(f"{key_path}: {kind.reason}")
         elif isinstance(kind, dict):
             _check(key_path, child, kind, warn)
+        elif kind is str and isinstance(child, (int, float, bool)):
+            # Go's YAML decoder reads any scalar into a string field
+            # (secret: 12345); so do we.
+            value[key] = str(child).lower() if isinstance(child, bool) else str(child)
         elif child is not None and not _is_instance(child, kind):
             raise ConfigError(key_path, f"must be {_type_name(kind)}")
 
@@ -243,9 +247,12 @@ def apply_environment(document: dict[str, Any], environ: Mapping[str, str]) -> d
         schema: Any = _SCHEMA
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
+            # Below a refused or ignored key anything goes here: the checks
+            # of the whole document refuse or warn as for the file.
             free = (
                 schema is None
                 or schema is _AnyMapping
+                or isinstance(schema, (_Unsupported, _Ignored))
                 or (schema is _SCHEMA["storage"] and part not in _STORAGE_SPECIAL)
             )
             if not free and (not isinstance(schema, dict) or part not in schema):
@@ -300,6 +307,7 @@ class HTTPConfig:
     relative_urls: bool = False
     headers: Mapping[str, list[str]] = field(default_factory=dict)
     drain_timeout: float = 0.0
+    endpoint: str = "tcp:5000"
 
 
 @dataclass(frozen=True)
@@ -344,6 +352,27 @@ def _headers(value: Mapping[str, Any]) -> dict[str, list[str]]:
 def _section(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = document.get(key)
     return value if isinstance(value, Mapping) else {}
+
+
+def endpoint_description(addr: str, net: str) -> str:
+    """
+    The Twisted endpoint string for Distribution's C{http.addr} and
+    C{http.net}.
+
+    @raise ConfigError: for an address that does not parse.
+    """
+    if net == "unix":
+        return "unix:" + addr.replace(":", r"\:")
+    found = re.fullmatch(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:]*)):(?P<port>\d+)", addr)
+    if found is None:
+        raise ConfigError("http.addr", f"{addr!r} is not host:port")
+    host = found.group("v6") or found.group("host") or ""
+    description = f"tcp:{found.group('port')}"
+    if host:
+        if host == "localhost":
+            host = "127.0.0.1"
+        description += ":interface=" + host.replace(":", r"\:")
+    return description
 
 
 def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) -> Config:
@@ -418,8 +447,10 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
     host = http.get("host")
     if host is not None and not re.match(r"^https?://[^/]+", host):
         raise ConfigError("http.host", "must be an absolute URL such as https://registry.example")
+    addr = http.get("addr", ":5000")
     http_config = HTTPConfig(
-        addr=http.get("addr", ":5000"),
+        addr=addr,
+        endpoint=endpoint_description(addr, net),
         net=net,
         prefix=prefix if prefix.endswith("/") else prefix + "/",
         host=host.rstrip("/") if host else None,

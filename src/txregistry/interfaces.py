@@ -162,8 +162,9 @@ class IStorageDriver(Interface):
         Open a file for writing.
 
         @param append: continue the existing file (which must exist, else
-            L{PathNotFoundError}) when true; start an empty file, replacing
-            any existing one on commit or close, when false.
+            L{PathNotFoundError}) when true; start an empty file, truncating
+            any existing one at once (as Distribution's drivers do), when
+            false.
         """
 
     def stat(path: str) -> Deferred[FileInfo]:

@@ -7,7 +7,6 @@ the configuration to the plugins, the registry and the site.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sys
 from typing import Any
@@ -20,7 +19,12 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
-from txregistry.config import CONFIGURATION_PATH_VARIABLE, Config, ConfigError, load_config
+from txregistry.config import (
+    CONFIGURATION_PATH_VARIABLE,
+    Config,
+    ConfigError,
+    load_config,
+)
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
@@ -71,27 +75,6 @@ class RegistryService(StreamServerEndpointService):
         return stopped
 
 
-def endpoint_description(addr: str, net: str) -> str:
-    """
-    The Twisted endpoint string for Distribution's C{http.addr} and
-    C{http.net}.
-
-    @raise ConfigError: for an address that does not parse.
-    """
-    if net == "unix":
-        return "unix:" + addr.replace(":", r"\:")
-    found = re.fullmatch(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:]*)):(?P<port>\d+)", addr)
-    if found is None:
-        raise ConfigError("http.addr", f"{addr!r} is not host:port")
-    host = found.group("v6") or found.group("host") or ""
-    description = f"tcp:{found.group('port')}"
-    if host:
-        if host == "localhost":
-            host = "127.0.0.1"
-        description += ":interface=" + host.replace(":", r"\:")
-    return description
-
-
 def read_config(path: str | None) -> Config:
     """The configuration from C{path}, the environment, or the default."""
     path = path or os.environ.get(CONFIGURATION_PATH_VARIABLE)
@@ -140,7 +123,7 @@ def build_service(config: Config, listen: str | None = None) -> IService:
         )
         secret = secrets.token_hex(32)
     site = make_site(config, registry, secret.encode("utf-8"))
-    description = listen or endpoint_description(config.http.addr, config.http.net)
+    description = listen or config.http.endpoint
     try:
         endpoint = serverFromString(reactor, description)
     except (ValueError, KeyError, TypeError) as error:

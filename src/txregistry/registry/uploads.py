@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, FirstError, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
@@ -52,6 +52,22 @@ class HashStates:
     def __init__(self, limit: int = 1024) -> None:
         self._states: OrderedDict[str, _HashState] = OrderedDict()
         self._limit = limit
+        self._locks: dict[str, DeferredLock] = {}
+
+    async def lock(self, upload_id: str) -> None:
+        """
+        Wait until no other request of this process appends to or commits
+        C{upload_id}: two appenders at once would each hash only their own
+        bytes, and a commit must verify the very bytes it makes a blob.
+        """
+        await self._locks.setdefault(upload_id, DeferredLock()).acquire()
+
+    def unlock(self, upload_id: str) -> None:
+        """Let the next request for C{upload_id} go on."""
+        lock = self._locks[upload_id]
+        lock.release()
+        if not lock.locked:
+            del self._locks[upload_id]
 
     def take(self, upload_id: str, algorithm: str, offset: int) -> Any | None:
         """Remove and return the hash of C{upload_id} if it covers C{offset} bytes."""
@@ -81,12 +97,15 @@ class UploadAppender:
     layer can stop reading from the client while the driver is slow.
 
     @ivar on_progress: called after every batch the driver took.
+    @ivar release: called once closed, to let the next request for the
+        upload go on (see L{HashStates.lock}).
     """
 
     session: UploadSession
     writer: IFileWriter
     hasher: Any
     on_progress: Callable[[], None] = lambda: None
+    release: Callable[[], None] = lambda: None
     buffered: int = 0
     _pending: list[bytes] = field(default_factory=list)
     _in_flight: Deferred[Any] | None = None
@@ -97,7 +116,9 @@ class UploadAppender:
     @property
     def size(self) -> int:
         """The upload's size once everything written so far is stored."""
-        return int(self.writer.size) + self.buffered
+        # The writer's size already counts the batch in flight; add what
+        # has not been handed to it yet.
+        return int(self.writer.size) + sum(map(len, self._pending))
 
     def write(self, data: bytes) -> None:
         """Queue C{data}; dropped when an earlier write failed."""
@@ -162,15 +183,20 @@ class UploadAppender:
 
         @raise Exception: the failure of a driver write, if one failed.
         """
+        if self._closed:
+            return
         try:
-            await self.flush()
+            try:
+                await self.flush()
+            finally:
+                self._closed = True
+                await self.writer.close()
+            self.session.size = self.writer.size
+            self.session.uploads.hash_states.keep(
+                self.session.upload_id, self.hasher.name, self.writer.size, self.hasher
+            )
         finally:
-            self._closed = True
-            await self.writer.close()
-        self.session.size = self.writer.size
-        self.session.uploads.hash_states.keep(
-            self.session.upload_id, self.hasher.name, self.writer.size, self.hasher
-        )
+            self.release()
 
 
 class UploadSession:
@@ -202,15 +228,27 @@ class UploadSession:
         @param algorithm: the hash to compute on the way; the client may
             commit with another, which costs a second read of the data.
         """
-        hasher = self.uploads.hash_states.take(self.upload_id, algorithm, self.size)
-        if hasher is None:
-            hasher = await self._hash_stored(algorithm)
+        hash_states = self.uploads.hash_states
+        await hash_states.lock(self.upload_id)
         try:
-            writer = await self.uploads.driver.writer(self._data_path, append=True)
-        except PathNotFoundError:
-            raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
-        self.size = writer.size
-        return UploadAppender(self, writer, hasher)
+            try:
+                writer = await self.uploads.driver.writer(self._data_path, append=True)
+            except PathNotFoundError:
+                raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
+            self.size = writer.size
+            try:
+                hasher = hash_states.take(self.upload_id, algorithm, self.size)
+                if hasher is None:
+                    hasher = await self._hash_stored(algorithm)
+            except BaseException:
+                await writer.close()
+                raise
+        except BaseException:
+            hash_states.unlock(self.upload_id)
+            raise
+        return UploadAppender(
+            self, writer, hasher, release=lambda: hash_states.unlock(self.upload_id)
+        )
 
     async def _hash_stored(self, algorithm: str) -> Any:
         hasher = Digest(algorithm, "").hasher()
@@ -235,6 +273,13 @@ class UploadSession:
             content does not match; BLOB_UPLOAD_UNKNOWN when the upload is
             gone.
         """
+        await self.uploads.hash_states.lock(self.upload_id)
+        try:
+            return await self._commit(expected)
+        finally:
+            self.uploads.hash_states.unlock(self.upload_id)
+
+    async def _commit(self, expected: Digest) -> BlobDescriptor:
         driver = self.uploads.driver
         try:
             info = await driver.stat(self._data_path)

@@ -113,7 +113,9 @@ class RegistryApp:
         self._idle_waiters: list[Deferred[None]] = []
 
     def _context(self, request: Request, head: RequestHead) -> RequestContext:
-        match = match_route(head.path or "", head.method)
+        if head.path is None:
+            raise UNSUPPORTED(f"no such endpoint: {request.path.decode('latin-1')}", status=404)
+        match = match_route(head.path, head.method)
         http = self.config.http
         urls = URLBuilder(head, http.host, http.prefix, http.relative_urls)
         return RequestContext(self, request, head, match, urls)
@@ -167,7 +169,14 @@ class RegistryApp:
         )
         context = self._context(request, head)
         handler = self._handlers[(context.match.route.name, head.method)]
-        return await handler(context)
+        try:
+            return await handler(context)
+        finally:
+            body: UploadBody | None = getattr(request, "upload_body", None)
+            if body is not None:
+                # A handler may refuse the request before it asks for the
+                # body's outcome; that outcome is then the same refusal.
+                body.result().addErrback(lambda failure: None)
 
     def render(self, request: Request) -> int:
         """Dispatch, then write the response; the client may leave meanwhile."""
@@ -266,7 +275,11 @@ async def _write(request: Request, response: Response, gone: list[Failure]) -> N
 
 
 class V2Resource(Resource):
-    """The C{/v2/} resource: every path below it is routed by the app."""
+    """
+    The C{/v2/} resource: every path below it is routed by the app.  It
+    also answers paths outside the API (404, as OCI error JSON with the
+    API's headers).
+    """
 
     isLeaf = True
 

@@ -141,9 +141,13 @@ class RequestHead:
         return values[0] if values else None
 
     def header(self, name: str) -> str | None:
-        """The first value of request header C{name}, if any."""
-        values = self.headers.getRawHeaders(name)
-        return values[0] if values else None
+        """
+        The first value of request header C{name}, if any, decoded as
+        Latin-1: header bytes need not be UTF-8, and a value that is not
+        ASCII is as invalid as any other that does not parse.
+        """
+        values = self.headers.getRawHeaders(name.encode("ascii"))
+        return values[0].decode("latin-1") if values else None
 
 
 __all__ = ["ROUTES", "RegistryError", "RequestHead", "Route", "RouteMatch", "match_route"]

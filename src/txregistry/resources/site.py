@@ -37,6 +37,25 @@ BODY_HANDLERS: dict[tuple[str, str], BodyHandler] = {
 }
 
 
+class _Branch(Resource):
+    """
+    The root, or a segment of C{http.prefix}: paths that lead nowhere are
+    answered by the app (404, with the API's headers), not by Twisted.
+    """
+
+    def __init__(self, app: RegistryApp) -> None:
+        super().__init__()
+        self.app = app
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        """No such child: the app answers."""
+        return V2Resource(self.app)
+
+    def render(self, request: Request) -> int:
+        """The branch itself is no endpoint either."""
+        return self.app.render(request)
+
+
 class RegistrySite(Site):
     """
     A L{Site} whose upload requests stream their bodies to storage.
@@ -64,11 +83,11 @@ class RegistrySite(Site):
 def make_site(config: Config, registry: Registry, secret: bytes) -> RegistrySite:
     """The whole HTTP side of a registry."""
     app = RegistryApp(config, registry, secret, HANDLERS, BODY_HANDLERS)
-    root = Resource()
+    root = _Branch(app)
     parent = root
     for segment in config.http.prefix.strip("/").split("/"):
         if segment:
-            child = Resource()
+            child = _Branch(app)
             parent.putChild(segment.encode("utf-8"), child)
             parent = child
     parent.putChild(b"v2", V2Resource(app))

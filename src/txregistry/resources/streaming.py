@@ -13,8 +13,8 @@ Twisted has no public hook for this.  We rely on these private attributes of
 L{twisted.web.http.HTTPChannel}, all pinned by C{tests/test_streaming.py}:
 C{_command} and C{_path} (the request line, known when C{gotLength} is
 called), C{_networkProducer} (the transport, to pause and resume) and
-C{_handlingRequest} (true once the whole body is in and the channel itself
-keeps the transport paused).
+C{_handlingRequest} (true once the whole body is in: from then on the
+channel resumes the transport itself when the response is finished).
 """
 
 from __future__ import annotations
@@ -78,14 +78,19 @@ class UploadBody:
     # -- the appender's side ---------------------------------------------
 
     def _prepared(self, appender: UploadAppender) -> None:
-        if self._aborted:
-            ensureDeferred(self._on_abort(appender))
-            return
         self._appender = appender
         appender.on_progress = self._relieve
         early, self._early, self._early_size = self._early, [], 0
         for chunk in early:
             appender.write(chunk)
+        if self._aborted or self._result.called:
+            # The client left before the upload was open (or the request was
+            # given up meanwhile): what it sent is kept all the same, so
+            # that it can resume from there, and the appender is closed.
+            ensureDeferred(self._on_abort(appender)).addErrback(
+                lambda failure: _log.failure("closing an interrupted upload", failure)
+            )
+            return
         self._maybe_done()
 
     def _prepare_failed(self, failure: Failure) -> None:
@@ -105,8 +110,8 @@ class UploadBody:
         if self._paused and self._buffered < LOW_WATERMARK:
             self._paused = False
             channel = self._request.channel
-            # Once the body is complete the channel keeps the transport
-            # paused itself until the response is done; leave it to it.
+            # Once the body is complete the channel resumes the transport
+            # itself when the response is finished; leave it to it.
             if channel is not None and not channel._handlingRequest:
                 channel._networkProducer.resumeProducing()
 

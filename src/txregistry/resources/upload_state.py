@@ -48,8 +48,10 @@ class UploadStateSigner:
             },
             separators=(",", ":"),
         ).encode("utf-8")
-        token = base64.urlsafe_b64encode(self._mac(payload) + payload)
-        return token.rstrip(b"=").decode("ascii")
+        # Padded, as Distribution's (Go's base64.URLEncoding) is: Distribution
+        # rejects an unpadded token, and either registry must accept the
+        # other's when they share a secret and storage.
+        return base64.urlsafe_b64encode(self._mac(payload) + payload).decode("ascii")
 
     def unpack(self, token: str) -> UploadState:
         """

@@ -37,4 +37,4 @@ class URLBuilder:
 
     def upload(self, name: str, upload_id: str, state: str) -> str:
         """The URL of an upload in progress, with its signed state."""
-        return f"{self._root}{quote(name)}/blobs/uploads/{upload_id}?_state={state}"
+        return f"{self._root}{quote(name)}/blobs/uploads/{upload_id}?_state={quote(state, safe='')}"

@@ -1,0 +1,545 @@
+"""
+The configuration: Distribution's YAML, REGISTRY_* overrides, every mistake
+named by its key; the listening endpoint; the process's exit on a bad
+config; and the log formats the config selects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import Logger, LogLevel
+from twisted.trial.unittest import SynchronousTestCase
+
+from txregistry.config import (
+    EMBEDDED_DEFAULT,
+    Config,
+    ConfigError,
+    LogConfig,
+    endpoint_description,
+    load_config,
+)
+from txregistry.drivers.plugins import driver_factories
+from txregistry.logs import log_level, observer_factory
+
+# Debian's docker-registry package, /etc/docker/registry/config.yml, without
+# its auth section (htpasswd), which txregistry refuses until it has access
+# control.
+DEBIAN_CONFIG = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
+
+DEBIAN_AUTH = """\
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /etc/docker/registry
+"""
+
+MINIMAL = """\
+version: 0.1
+storage:
+  inmemory: {}
+"""
+
+
+def load(text: str | None, **environ: str) -> Config:
+    """Load C{text} with only C{environ} as the environment."""
+    return load_config(text, environ=environ, known_drivers=driver_factories())
+
+
+class ConfigTestCase(SynchronousTestCase):
+    def error(self, text: str | None, **environ: str) -> ConfigError:
+        """The error loading C{text} raises."""
+        return self.assertRaises(ConfigError, load, text, **environ)
+
+
+class DocumentTests(ConfigTestCase):
+    """Whole configurations that load."""
+
+    def test_embedded_default(self) -> None:
+        """The configuration used when none is given."""
+        config = load(None)
+        self.assertEqual(config, load(EMBEDDED_DEFAULT))
+        self.assertEqual(config.storage.driver, "filesystem")
+        self.assertEqual(config.storage.parameters, {"rootdirectory": "./registry-data"})
+        self.assertFalse(config.storage.delete_enabled)
+        self.assertEqual(config.http.addr, ":5000")
+        self.assertEqual(config.http.headers, {"X-Content-Type-Options": ["nosniff"]})
+        self.assertEqual((config.log.level, config.log.formatter), ("info", "text"))
+        self.assertEqual(config.log.fields, {"service": "registry"})
+        self.assertEqual(config.warnings, ())
+
+    def test_debian_default(self) -> None:
+        """Distribution's default config, as Debian ships it, loads; health checks warn."""
+        config = load(DEBIAN_CONFIG)
+        self.assertEqual(config.storage.driver, "filesystem")
+        self.assertEqual(config.storage.parameters, {"rootdirectory": "/var/lib/docker-registry"})
+        self.assertTrue(config.storage.delete_enabled)
+        self.assertEqual(config.http.addr, ":5000")
+        self.assertEqual(config.http.headers, {"X-Content-Type-Options": ["nosniff"]})
+        self.assertEqual(config.log.fields, {"service": "registry"})
+        self.assertEqual(len(config.warnings), 1)
+        self.assertTrue(config.warnings[0].startswith("health: "), config.warnings)
+
+    def test_debian_default_with_auth_refused(self) -> None:
+        """With its htpasswd section, the same config is refused, naming C{auth}."""
+        error = self.error(DEBIAN_CONFIG + DEBIAN_AUTH)
+        self.assertEqual(error.key, "auth")
+
+    def test_minimal(self) -> None:
+        """A version and a driver are all it takes; the rest has Distribution's defaults."""
+        config = load(MINIMAL)
+        self.assertEqual((config.storage.driver, config.storage.parameters), ("inmemory", {}))
+        self.assertEqual(config.http.addr, ":5000")
+        self.assertEqual(config.http.prefix, "/")
+        self.assertEqual(config.catalog_max_entries, 1000)
+
+    def test_driver_without_parameters(self) -> None:
+        """A driver named with no parameters at all (YAML null) has none."""
+        config = load("version: 0.1\nstorage:\n  inmemory:\n")
+        self.assertEqual(config.storage.parameters, {})
+
+    def test_scalars_read_as_strings(self) -> None:
+        """As Go's YAML decoder does, a number given for a string key is its text."""
+        config = load(MINIMAL + "http: {secret: 12345, host: https://r.example}\n")
+        self.assertEqual(config.http.secret, "12345")
+        config = load(MINIMAL, REGISTRY_HTTP_SECRET="12345")
+        self.assertEqual(config.http.secret, "12345")
+        self.assertEqual(self.error(MINIMAL + "http: {addr: 5000}\n").key, "http.addr")
+
+    def test_version_as_string(self) -> None:
+        """C{version} may be quoted."""
+        self.assertEqual(
+            load('version: "0.1"\nstorage: {inmemory: {}}\n').storage.driver, "inmemory"
+        )
+
+    def test_sections(self) -> None:
+        """Values of the supported sections reach the typed config."""
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                log:
+                  level: DEBUG
+                  formatter: json
+                  accesslog: {disabled: true}
+                http:
+                  addr: 127.0.0.1:5001
+                  prefix: /registry
+                  host: https://registry.example/
+                  secret: s3cret
+                  relativeurls: true
+                  draintimeout: 1m30s
+                  headers: {X-One: single}
+                catalog: {maxentries: 10}
+                """
+            )
+        )
+        self.assertEqual((config.log.level, config.log.formatter), ("debug", "json"))
+        self.assertTrue(config.log.accesslog_disabled)
+        self.assertEqual(config.http.prefix, "/registry/")
+        self.assertEqual(config.http.host, "https://registry.example")
+        self.assertEqual(config.http.secret, "s3cret")
+        self.assertTrue(config.http.relative_urls)
+        self.assertEqual(config.http.drain_timeout, 90.0)
+        self.assertEqual(config.http.headers, {"X-One": ["single"]})
+        self.assertEqual(config.catalog_max_entries, 10)
+
+
+class EnvironmentTests(ConfigTestCase):
+    """C{REGISTRY_*} variables override the file, as for Distribution."""
+
+    def test_overrides(self) -> None:
+        """Variables set keys at any depth, their values read as YAML."""
+        config = load(
+            DEBIAN_CONFIG,
+            REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="/srv/registry",
+            REGISTRY_HTTP_ADDR="127.0.0.1:6000",
+            REGISTRY_STORAGE_DELETE_ENABLED="false",
+            REGISTRY_LOG_LEVEL="debug",
+        )
+        self.assertEqual(config.storage.parameters, {"rootdirectory": "/srv/registry"})
+        self.assertEqual(config.http.addr, "127.0.0.1:6000")
+        self.assertIs(config.storage.delete_enabled, False)
+        self.assertEqual(config.log.level, "debug")
+
+    def test_boolean_parsed_as_yaml(self) -> None:
+        """C{true} is a YAML boolean, not the string C{"true"}."""
+        config = load(MINIMAL, REGISTRY_STORAGE_DELETE_ENABLED="true")
+        self.assertIs(config.storage.delete_enabled, True)
+        error = self.error(MINIMAL, REGISTRY_STORAGE_DELETE_ENABLED="sometimes")
+        self.assertEqual(error.key, "storage.delete.enabled")
+
+    def test_creates_sections(self) -> None:
+        """A variable may set a key whose section the file does not have."""
+        config = load(MINIMAL, REGISTRY_HTTP_SECRET="from-env", REGISTRY_LOG_FIELDS_ENV="staging")
+        self.assertEqual(config.http.secret, "from-env")
+        self.assertEqual(config.log.fields, {"env": "staging"})
+
+    def test_case_insensitive(self) -> None:
+        """Below C{REGISTRY_}, the name is matched without regard to case."""
+        config = load(MINIMAL, REGISTRY_Log_Level="warn")
+        self.assertEqual(config.log.level, "warn")
+
+    def test_other_variables_ignored(self) -> None:
+        """Variables outside C{REGISTRY_*}, and the configuration path, are not overrides."""
+        config = load(
+            MINIMAL,
+            PATH="/usr/bin",
+            HTTP_ADDR="x",
+            REGISTRY_CONFIGURATION_PATH="/etc/docker/registry/config.yml",
+        )
+        self.assertEqual(config, load(MINIMAL))
+
+    def test_unknown_variable(self) -> None:
+        """A variable that matches no key is named."""
+        for variable in ("REGISTRY_BOGUS", "REGISTRY_HTTP_BOGUS", "REGISTRY_HTTP__ADDR"):
+            error = self.error(MINIMAL, **{variable: "1"})
+            self.assertEqual(error.key, variable)
+
+    def test_invalid_yaml_value(self) -> None:
+        """A value that is not YAML is named by its variable."""
+        error = self.error(MINIMAL, REGISTRY_HTTP_ADDR="[unclosed")
+        self.assertEqual(error.key, "REGISTRY_HTTP_ADDR")
+        self.assertIn("YAML", error.problem)
+
+    def test_override_refused_section(self) -> None:
+        """Overrides are checked like the file: a refused section is refused, saying why."""
+        error = self.error(MINIMAL, REGISTRY_AUTH_HTPASSWD_PATH="/etc/htpasswd")
+        self.assertEqual(error.key, "auth")
+        self.assertIn("not supported", error.problem)
+
+    def test_override_ignored_section(self) -> None:
+        """
+        Overrides below an ignored section warn as in the file, rather than
+        stopping start-up (Distribution deployments often set these).
+        """
+        config = load(
+            MINIMAL,
+            REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED="false",
+            REGISTRY_HEALTH_STORAGEDRIVER_ENABLED="false",
+            REGISTRY_REDIS_ADDR="redis:6379",
+        )
+        self.assertEqual(
+            sorted(warning.split(":")[0] for warning in config.warnings),
+            ["health", "redis", "storage.maintenance.uploadpurging"],
+        )
+
+
+class MistakeTests(ConfigTestCase):
+    """Every mistake is a L{ConfigError} naming the key at fault."""
+
+    def test_unknown_keys(self) -> None:
+        """An unknown key is named by its dotted path, at any depth."""
+        for extra, key in [
+            ("bogus: 1\n", "bogus"),
+            ("http: {bogus: 1}\n", "http.bogus"),
+            ("http: {http2: {bogus: 1}}\n", "http.http2.bogus"),
+            ("log: {accesslog: {bogus: 1}}\n", "log.accesslog.bogus"),
+            ("catalog: {maxentrie: 5}\n", "catalog.maxentrie"),
+        ]:
+            error = self.error(MINIMAL + extra)
+            self.assertEqual((error.key, error.problem), (key, "unknown key"), extra)
+        for options, key in [
+            ("delete: {bogus: 1}", "storage.delete.bogus"),
+            ("maintenance: {readonly: {bogus: 1}}", "storage.maintenance.readonly.bogus"),
+            ("cache: {blobdescriptor: inmemory, bogus: 1}", "storage.cache.bogus"),
+        ]:
+            error = self.error(f"version: 0.1\nstorage: {{inmemory: {{}}, {options}}}\n")
+            self.assertEqual((error.key, error.problem), (key, "unknown key"), options)
+
+    def test_wrong_types(self) -> None:
+        """A value of the wrong type is named with the type it must have."""
+        for extra, key in [
+            ("http: {addr: 5000}\n", "http.addr"),
+            ("http: {relativeurls: maybe}\n", "http.relativeurls"),
+            ("http: {draintimeout: soon}\n", "http.draintimeout"),
+            ("http: {headers: [X-One]}\n", "http.headers"),
+            ("http: {headers: {X-One: [1, 2]}}\n", "http.headers.X-One"),
+            ("http: []\n", "http"),
+            ("log: {fields: [a, b]}\n", "log.fields"),
+            ("log: {level: 3}\n", "log.level"),
+            ("catalog: {maxentries: many}\n", "catalog.maxentries"),
+            ("catalog: {maxentries: true}\n", "catalog.maxentries"),
+            ("catalog: {maxentries: 0}\n", "catalog.maxentries"),
+        ]:
+            error = self.error(MINIMAL + extra)
+            self.assertEqual(error.key, key, extra)
+        error = self.error("version: 0.1\nstorage:\n  inmemory: [a]\n")
+        self.assertEqual(error.key, "storage.inmemory")
+
+    def test_bad_values(self) -> None:
+        """Values of the right type that mean nothing are named too."""
+        for extra, key in [
+            ("log: {level: loud}\n", "log.level"),
+            ("log: {formatter: xml}\n", "log.formatter"),
+            ("http: {net: udp}\n", "http.net"),
+            ("http: {prefix: registry}\n", "http.prefix"),
+            ("http: {host: registry.example}\n", "http.host"),
+        ]:
+            error = self.error(MINIMAL + extra)
+            self.assertEqual(error.key, key, extra)
+        error = self.error(
+            "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: redis}}\n"
+        )
+        self.assertEqual(error.key, "storage.cache.blobdescriptor")
+
+    def test_drivers(self) -> None:
+        """Exactly one installed driver must be named."""
+        error = self.error("version: 0.1\nstorage:\n  s3: {bucket: b}\n")
+        self.assertEqual(error.key, "storage.s3")
+        self.assertIn("filesystem", error.problem)
+        self.assertIn("inmemory", error.problem)
+        error = self.error("version: 0.1\nstorage:\n  inmemory: {}\n  filesystem: {}\n")
+        self.assertEqual(error.key, "storage")
+        self.assertIn("more than one", error.problem)
+        for text in (
+            "version: 0.1\nstorage:\n  delete: {enabled: true}\n",
+            "version: 0.1\n",
+        ):
+            error = self.error(text)
+            self.assertEqual(error.key, "storage")
+            self.assertIn("no storage driver", error.problem)
+
+    def test_version(self) -> None:
+        """Only Distribution's version 0.1 is understood."""
+        for text in ("version: 0.2\n", "version: '1'\n", "version: [0.1]\n", ""):
+            error = self.error(text + "storage: {inmemory: {}}\n")
+            self.assertEqual(error.key, "version", text)
+
+    def test_not_a_mapping(self) -> None:
+        """An empty document lacks a version; one that is not a mapping is refused."""
+        self.assertEqual(self.error("").key, "version")
+        self.assertEqual(self.error("- a\n- b\n").key, "configuration")
+
+    def test_unsupported_sections_refused(self) -> None:
+        """Sections whose absence would weaken security or lose data stop start-up."""
+        for extra, key in [
+            ("auth: {silly: {realm: r, service: s}}\n", "auth"),
+            ("notifications: {endpoints: []}\n", "notifications"),
+            ("proxy: {remoteurl: https://registry-1.docker.io}\n", "proxy"),
+            ("http: {tls: {certificate: /c.pem, key: /k.pem}}\n", "http.tls"),
+            ("middleware: {storage: []}\n", "middleware"),
+        ]:
+            error = self.error(MINIMAL + extra)
+            self.assertEqual(error.key, key, extra)
+            self.assertIn("not supported", error.problem)
+
+    def test_ignored_sections_warn(self) -> None:
+        """Sections that only forgo a convenience are accepted with a warning each."""
+        config = load(
+            MINIMAL
+            + "health: {storagedriver: {enabled: true}}\n"
+            + "redis: {addr: localhost:6379}\n"
+            + "http: {debug: {addr: localhost:5001}}\n"
+        )
+        self.assertEqual(
+            sorted(warning.split(":")[0] for warning in config.warnings),
+            ["health", "http.debug", "redis"],
+        )
+
+    def test_invalid_yaml_names_line(self) -> None:
+        """YAML that does not parse is named, with the line and column at fault."""
+        error = self.assertRaises(
+            ConfigError,
+            load_config,
+            "version: 0.1\nstorage:\n  inmemory: {}\nhttp:\n  addr: [oops\n  x: y\n",
+            environ={},
+            source="/etc/registry.yml",
+        )
+        self.assertEqual(error.key, "/etc/registry.yml")
+        self.assertIn("is not valid YAML at line 6, column 4", error.problem)
+        error = self.error("version: 0.1\n\tstorage: x\n")
+        self.assertIn("line 2", error.problem)
+
+
+class EndpointTests(SynchronousTestCase):
+    """Distribution's C{http.addr} and C{http.net} as Twisted endpoints."""
+
+    def listen(self, description: str) -> tuple[Any, ...]:
+        reactor = MemoryReactor()
+        serverFromString(reactor, description).listen(Factory())
+        self.assertEqual(len(reactor.tcpServers) + len(reactor.unixServers), 1)
+        return (reactor.tcpServers or reactor.unixServers)[0]
+
+    def test_tcp(self) -> None:
+        """Every interface, one address, localhost and IPv6 listen where they say."""
+        for addr, description, port, interface in [
+            (":5000", "tcp:5000", 5000, ""),
+            ("0.0.0.0:5000", "tcp:5000:interface=0.0.0.0", 5000, "0.0.0.0"),
+            ("127.0.0.1:0", "tcp:0:interface=127.0.0.1", 0, "127.0.0.1"),
+            ("localhost:5000", "tcp:5000:interface=127.0.0.1", 5000, "127.0.0.1"),
+            ("[::1]:5000", r"tcp:5000:interface=\:\:1", 5000, "::1"),
+            ("[::]:5001", r"tcp:5001:interface=\:\:", 5001, "::"),
+        ]:
+            self.assertEqual(endpoint_description(addr, "tcp"), description, addr)
+            listened = self.listen(description)
+            self.assertEqual((listened[0], listened[3]), (port, interface), addr)
+
+    def test_unix(self) -> None:
+        """A unix socket path, colons included."""
+        self.assertEqual(
+            endpoint_description("/run/registry.sock", "unix"), "unix:/run/registry.sock"
+        )
+        description = endpoint_description("/run/a:b.sock", "unix")
+        self.assertEqual(self.listen(description)[0], "/run/a:b.sock")
+
+    def test_invalid(self) -> None:
+        """An address that is not host:port is named."""
+        for addr in ("5000", "localhost", "host:port", ":", "[::1]5000"):
+            error = self.assertRaises(ConfigError, endpoint_description, addr, "tcp")
+            self.assertEqual(error.key, "http.addr")
+
+
+class ProcessTests(SynchronousTestCase):
+    """C{twist registry} with a bad configuration exits at once with one line."""
+
+    def run_registry(self, config: str) -> subprocess.CompletedProcess[str]:
+        directory = tempfile.mkdtemp(prefix="txregistry-config-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        path = os.path.join(directory, "bad.yml")
+        with open(path, "w") as file:
+            file.write(config)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "twisted", "registry", "--config", path],
+            cwd=directory,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertLess(time.monotonic() - started, 15, "the registry took long to give up")
+        return result
+
+    def assert_one_line(self, result: subprocess.CompletedProcess[str], key: str) -> None:
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", result.stderr + result.stdout)
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertTrue(lines[0].startswith("txregistry: configuration error: "), lines[0])
+        self.assertIn(key, lines[0])
+
+    def test_unknown_key(self) -> None:
+        """An unknown key in the file."""
+        result = self.run_registry(MINIMAL + "http:\n  addr: 127.0.0.1:0\n  bogus: 1\n")
+        self.assert_one_line(result, "http.bogus: unknown key")
+
+    def test_unknown_driver_parameter(self) -> None:
+        """An unknown parameter of the driver, found by the driver's factory."""
+        result = self.run_registry(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ./data\n    bogus: 1\n"
+            "http:\n  addr: 127.0.0.1:0\n"
+        )
+        self.assert_one_line(result, "storage.filesystem.bogus: unknown key")
+
+
+class LogFormatTests(SynchronousTestCase):
+    """The log lines each formatter writes, with the configured fields."""
+
+    def lines(self, formatter: str, emit: Any, fields: dict[str, Any] | None = None) -> list[str]:
+        output = io.StringIO()
+        config = LogConfig(formatter=formatter, fields=fields or {})
+        observer = observer_factory(config)(output)
+        emit(Logger(namespace="txregistry.test", observer=observer))
+        return output.getvalue().splitlines()
+
+    def test_json(self) -> None:
+        """One JSON object per line, with logrus's keys and the fields."""
+
+        def emit(log: Logger) -> None:
+            log.info("pushed {name}", name="library/alpine")
+            log.warn("careful")
+
+        lines = self.lines("json", emit, {"service": "registry", "environment": "test"})
+        records = [json.loads(line) for line in lines]
+        self.assertEqual(len(records), 2)
+        first, second = records
+        self.assertEqual(first["msg"], "pushed library/alpine")
+        self.assertEqual(first["level"], "info")
+        self.assertEqual(second["level"], "warning")
+        self.assertEqual((first["service"], first["environment"]), ("registry", "test"))
+        self.assertEqual(first["logger"], "txregistry.test")
+        self.assertRegex(first["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+    def test_logstash(self) -> None:
+        """Logstash's keys, and the fields."""
+        lines = self.lines("logstash", lambda log: log.error("broken"), {"service": "registry"})
+        self.assertEqual(len(lines), 1)
+        record = json.loads(lines[0])
+        self.assertEqual(record["message"], "broken")
+        self.assertEqual((record["@version"], record["level"]), ("1", "error"))
+        self.assertEqual(record["service"], "registry")
+        self.assertTrue(record["@timestamp"].endswith("Z"))
+
+    def test_failure_stays_on_one_line(self) -> None:
+        """A traceback is part of the message, not lines of its own."""
+
+        def emit(log: Logger) -> None:
+            try:
+                1 / 0  # noqa: B018
+            except ZeroDivisionError:
+                log.failure("it broke")
+
+        for formatter in ("json", "logstash"):
+            lines = self.lines(formatter, emit)
+            self.assertEqual(len(lines), 1, formatter)
+            record = json.loads(lines[0])
+            message = record.get("msg", record.get("message"))
+            self.assertIn("it broke", message)
+            self.assertIn("ZeroDivisionError", message)
+            self.assertEqual(record["level"], "fatal")
+
+    def test_text_adds_fields(self) -> None:
+        """Text lines end with the fields as key=value."""
+        lines = self.lines("text", lambda log: log.info("hello"), {"service": "registry", "n": 1})
+        self.assertEqual(len(lines), 1)
+        self.assertTrue(lines[0].endswith("hello service=registry n=1"), lines[0])
+        plain = self.lines("text", lambda log: log.info("hello"))
+        self.assertTrue(plain[0].endswith("] hello"), plain[0])
+
+    def test_levels(self) -> None:
+        """Distribution's level names map to Twisted's levels."""
+        for name, level in [
+            ("debug", LogLevel.debug),
+            ("trace", LogLevel.debug),
+            ("info", LogLevel.info),
+            ("warn", LogLevel.warn),
+            ("warning", LogLevel.warn),
+            ("error", LogLevel.error),
+            ("fatal", LogLevel.critical),
+            ("panic", LogLevel.critical),
+        ]:
+            self.assertEqual(log_level(LogConfig(level=name)), level, name)

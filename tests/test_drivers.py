@@ -1,0 +1,314 @@
+"""
+The storage drivers: the shared driver suite run against each built-in
+driver, plugin discovery, factory parameters, and the validating wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.plugin import IPlugin, getPlugins
+from twisted.trial.reporter import TestResult
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+import twisted.plugins
+from txregistry.config import ConfigError
+from txregistry.drivers.base import ValidatingDriver, check_path
+from txregistry.drivers.errors import InvalidPathError, PathNotFoundError
+from txregistry.drivers.filesystem import FilesystemDriver, FilesystemDriverFactory
+from txregistry.drivers.inmemory import InMemoryDriver, InMemoryDriverFactory
+from txregistry.drivers.plugins import driver_factories
+from txregistry.interfaces import IStorageDriver, IStorageDriverFactory
+from txregistry.testing.drivers import DriverTestsMixin
+
+
+def _temporary_directory(case: SynchronousTestCase) -> str:
+    # Not TestCase.mktemp: under pytest it would create folders in the
+    # current directory, the repository.
+    directory = tempfile.mkdtemp(prefix="txregistry-test-")
+    case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+class FilesystemDriverTests(DriverTestsMixin, TestCase):
+    """The driver suite against the filesystem driver, in a root it creates."""
+
+    def make_driver(self) -> IStorageDriver:
+        self.root = os.path.join(_temporary_directory(self), "root")
+        return FilesystemDriver(self.root)
+
+    async def test_distribution_layout(self) -> None:
+        """A driver path is the file at the same path below the root, as for Distribution."""
+        path = self.tree() + "/docker/registry/v2/blobs/data"
+        await self.driver.put_content(path, b"layer")
+        with open(self.root + path, "rb") as stored:
+            self.assertEqual(stored.read(), b"layer")
+        os.makedirs(self.root + "/suite/theirs")
+        with open(self.root + "/suite/theirs/file", "wb") as theirs:
+            theirs.write(b"written by another registry")
+        self.assertEqual(
+            await self.driver.get_content("/suite/theirs/file"), b"written by another registry"
+        )
+
+    async def test_temporary_folder_hidden(self) -> None:
+        """The temporary folder atomic puts use is neither listed nor walked."""
+        path = self.tree() + "/file"
+        await self.driver.put_content(path, b"x")
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "~tmp")))
+        self.assertEqual(await self.driver.list("/"), ["/suite"])
+        seen: list[str] = []
+        await self.driver.walk("/", lambda info: seen.append(info.path))
+        self.assertEqual(seen, ["/suite", path])
+
+
+class InMemoryDriverTests(DriverTestsMixin, TestCase):
+    """The driver suite against the in-memory driver."""
+
+    def make_driver(self) -> IStorageDriver:
+        return InMemoryDriver()
+
+
+class DriverTestsMixinTests(SynchronousTestCase):
+    """The suite's own checks fail when they should."""
+
+    def _run_case(self, case: TestCase) -> TestResult:
+        result = TestResult()
+        case.run(result)
+        return result
+
+    def test_leftovers_fail_the_test(self) -> None:
+        """A test that leaves a file behind fails, naming it; one that cleans up passes."""
+
+        class Suite(DriverTestsMixin, TestCase):
+            def make_driver(self) -> IStorageDriver:
+                return InMemoryDriver()
+
+            async def test_leaks(self) -> None:
+                await self.driver.put_content("/left/behind", b"x")
+
+            async def test_cleans_up(self) -> None:
+                await self.driver.put_content(self.tree() + "/file", b"x")
+
+        leaky = self._run_case(Suite("test_leaks"))
+        # Trial reports a failing cleanup as an error of the test.
+        problems = leaky.failures + leaky.errors
+        self.assertEqual(len(problems), 1)
+        self.assertEqual(leaky.successes, 0)
+        self.assertTrue(problems[0][1].check(Suite.failureException))
+        self.assertIn("left files behind: ['/left']", str(problems[0][1].value))
+        clean = self._run_case(Suite("test_cleans_up"))
+        self.assertTrue(clean.wasSuccessful(), clean.errors + clean.failures)
+        self.assertEqual(clean.successes, 1)
+
+    def test_driver_must_start_empty(self) -> None:
+        """A driver that already holds files is refused before the test runs."""
+        full = InMemoryDriver()
+        full.put_content("/stale", b"x")
+
+        class Suite(DriverTestsMixin, TestCase):
+            def make_driver(self) -> IStorageDriver:
+                return full
+
+        result = self._run_case(Suite("test_list_root"))
+        self.assertEqual(len(result.errors) + len(result.failures), 1)
+        self.assertEqual(result.successes, 0)
+
+    def test_make_driver_required(self) -> None:
+        """A suite that does not say how to make its driver errors."""
+
+        class Suite(DriverTestsMixin, TestCase):
+            pass
+
+        result = self._run_case(Suite("test_list_root"))
+        self.assertEqual(len(result.errors), 1)
+        self.assertTrue(result.errors[0][1].check(NotImplementedError))
+
+
+class PluginDiscoveryTests(SynchronousTestCase):
+    """Drivers are found among the installed Twisted plugins."""
+
+    def test_builtin_drivers_found(self) -> None:
+        """The filesystem and in-memory drivers are plugins providing the factory interface."""
+        names = {factory.name for factory in getPlugins(IStorageDriverFactory, twisted.plugins)}
+        self.assertTrue({"filesystem", "inmemory"} <= names, names)
+        factories = driver_factories()
+        for name in ("filesystem", "inmemory"):
+            factory = factories[name]
+            self.assertEqual(factory.name, name)
+            self.assertTrue(verifyObject(IStorageDriverFactory, factory))
+            self.assertTrue(IPlugin.providedBy(factory))
+
+    def test_plugins_make_drivers(self) -> None:
+        """The plugins' lazy factories make working drivers from parameters."""
+        factories = driver_factories()
+        inmemory = factories["inmemory"].create({})
+        self.assertIsInstance(inmemory, InMemoryDriver)
+        self.assertTrue(verifyObject(IStorageDriver, inmemory))
+        root = os.path.join(_temporary_directory(self), "data")
+        filesystem = factories["filesystem"].create({"rootdirectory": root, "maxthreads": 25})
+        self.assertIsInstance(filesystem, FilesystemDriver)
+        self.assertEqual(filesystem.root, root)
+
+    def test_third_party_plugin_found(self) -> None:
+        """A driver shipped in another distribution's twisted/plugins is found by name."""
+        directory = _temporary_directory(self)
+        with open(os.path.join(directory, "txregistry_test_thirdparty.py"), "w") as plugin:
+            plugin.write(
+                textwrap.dedent(
+                    """
+                    from txregistry.drivers.plugins import LazyDriverFactory
+
+                    thirdparty = LazyDriverFactory(
+                        "thirdparty", "txregistry.drivers.inmemory", "InMemoryDriverFactory"
+                    )
+                    """
+                )
+            )
+        self.patch(twisted.plugins, "__path__", [*twisted.plugins.__path__, directory])
+        self.addCleanup(sys.modules.pop, "twisted.plugins.txregistry_test_thirdparty", None)
+        factories = driver_factories()
+        self.assertIn("thirdparty", factories)
+        self.assertIsInstance(factories["thirdparty"].create({}), InMemoryDriver)
+
+
+class FactoryParameterTests(SynchronousTestCase):
+    """Driver factories check their parameters, naming the key at fault."""
+
+    def _error(self, factory: IStorageDriverFactory, parameters: object) -> ConfigError:
+        return self.assertRaises(ConfigError, factory.create, parameters)
+
+    def test_filesystem_unknown_parameter(self) -> None:
+        """An unknown filesystem parameter names C{storage.filesystem.<key>}."""
+        error = self._error(FilesystemDriverFactory(), {"rootdirectory": "/x", "bogus": 1})
+        self.assertEqual(error.key, "storage.filesystem.bogus")
+        self.assertIn("unknown", error.problem)
+
+    def test_filesystem_wrong_types(self) -> None:
+        """Parameters of the wrong type are named, booleans are not integers."""
+        for parameters, key in [
+            ({"rootdirectory": 5}, "storage.filesystem.rootdirectory"),
+            ({"rootdirectory": ["/x"]}, "storage.filesystem.rootdirectory"),
+            ({"maxthreads": "100"}, "storage.filesystem.maxthreads"),
+            ({"maxthreads": True}, "storage.filesystem.maxthreads"),
+            ({"maxthreads": 100.0}, "storage.filesystem.maxthreads"),
+        ]:
+            error = self._error(FilesystemDriverFactory(), parameters)
+            self.assertEqual(error.key, key, parameters)
+            self.assertIn("must be", error.problem)
+
+    def test_filesystem_parameters_not_mapping(self) -> None:
+        """The driver's section must be a mapping."""
+        error = self._error(FilesystemDriverFactory(), ["rootdirectory"])
+        self.assertEqual(error.key, "storage.filesystem")
+
+    def test_filesystem_maxthreads(self) -> None:
+        """C{maxthreads} below 25 is refused, as by Distribution; 25 is accepted."""
+        error = self._error(FilesystemDriverFactory(), {"maxthreads": 24})
+        self.assertEqual(error.key, "storage.filesystem.maxthreads")
+        self.assertIn("25", error.problem)
+        root = _temporary_directory(self)
+        driver = FilesystemDriverFactory().create({"rootdirectory": root, "maxthreads": 25})
+        self.assertIsInstance(driver, FilesystemDriver)
+
+    def test_filesystem_defaults(self) -> None:
+        """Without parameters the root is Distribution's default."""
+        driver = FilesystemDriverFactory().create({})
+        assert isinstance(driver, FilesystemDriver)
+        self.assertEqual(driver.root, "/var/lib/registry")
+
+    def test_inmemory_takes_no_parameters(self) -> None:
+        """The in-memory driver names any parameter it is given."""
+        error = self._error(InMemoryDriverFactory(), {"rootdirectory": "/x"})
+        self.assertEqual(error.key, "storage.inmemory.rootdirectory")
+
+    def test_through_plugin(self) -> None:
+        """The lazy plugin passes the factory's errors on."""
+        error = self._error(driver_factories()["filesystem"], {"nope": True})
+        self.assertEqual(error.key, "storage.filesystem.nope")
+
+
+@implementer(IStorageDriver)
+class RecordingDriver(InMemoryDriver):
+    """An in-memory driver that records the paths it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def get_content(self, path: str) -> Deferred[bytes]:
+        self.calls.append(("get_content", path))
+        return super().get_content(path)
+
+    def stat(self, path: str) -> Deferred[object]:  # type: ignore[override]
+        raise RuntimeError("a buggy driver raising instead of failing its Deferred")
+
+    def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
+        self.calls.append(("redirect_url", path))
+        return succeed(None)
+
+
+class ValidatingDriverTests(SynchronousTestCase):
+    """The wrapper checks paths before the driver sees them and counts every call."""
+
+    def setUp(self) -> None:
+        self.raw = RecordingDriver()
+        self.driver = ValidatingDriver(self.raw)
+
+    def test_name(self) -> None:
+        """The wrapper has its driver's name."""
+        self.assertEqual(self.driver.name, "inmemory")
+
+    def test_counts_calls_and_failures(self) -> None:
+        """Each operation counts its calls and its failures, invalid paths included."""
+        self.successResultOf(self.driver.put_content("/a", b"x"))
+        self.assertEqual(self.successResultOf(self.driver.get_content("/a")), b"x")
+        self.failureResultOf(self.driver.get_content("/missing"), PathNotFoundError)
+        self.failureResultOf(self.driver.get_content("relative"), InvalidPathError)
+        put, get = (self.driver.metrics.operations[name] for name in ("put_content", "get_content"))
+        self.assertEqual((put.calls, put.failures), (1, 0))
+        self.assertEqual((get.calls, get.failures), (3, 2))
+        self.assertGreaterEqual(get.seconds, 0.0)
+        operations = self.driver.metrics.operations
+        self.assertNotIn("stat", operations)
+
+    def test_invalid_path_never_reaches_driver(self) -> None:
+        """An invalid path is refused by the wrapper; the driver is not called."""
+        self.failureResultOf(self.driver.get_content("/a/../b"), InvalidPathError)
+        self.failureResultOf(self.driver.redirect_url("GET", "/a/"), InvalidPathError)
+        self.assertEqual(self.raw.calls, [])
+        self.successResultOf(self.driver.redirect_url("GET", "/a"))
+        self.assertEqual(self.raw.calls, [("redirect_url", "/a")])
+        self.assertEqual(self.driver.metrics.operations["redirect_url"].failures, 1)
+
+    def test_driver_raising_becomes_failure(self) -> None:
+        """A driver that raises gives a failed Deferred, counted as a failure."""
+        failure = self.failureResultOf(self.driver.stat("/a"), RuntimeError)
+        self.assertIn("buggy", str(failure.value))
+        stats = self.driver.metrics.operations["stat"]
+        self.assertEqual((stats.calls, stats.failures), (1, 1))
+
+    def test_failure_after_a_delay_counted(self) -> None:
+        """A Deferred that fails later is counted when it fails."""
+        pending: Deferred[bytes] = Deferred()
+        self.raw.get_content = lambda path: pending  # type: ignore[method-assign]
+        result = self.driver.get_content("/slow")
+        self.assertNotIn("get_content", self.driver.metrics.operations)
+        pending.errback(PathNotFoundError("/slow"))
+        self.failureResultOf(result, PathNotFoundError)
+        stats = self.driver.metrics.operations["get_content"]
+        self.assertEqual((stats.calls, stats.failures), (1, 1))
+
+    def test_check_path(self) -> None:
+        """The path rules: the root only where allowed, components of [A-Za-z0-9._-]."""
+        check_path("/a-b_c.d/e.f")
+        check_path("/", root_allowed=True)
+        self.assertRaises(InvalidPathError, check_path, "/")
+        for path in ("/a/..", "/a/.", "/a//b", "/a/", "a", "/a b", "/é"):
+            self.assertRaises(InvalidPathError, check_path, path)
