@@ -4,10 +4,8 @@
 # any arguments go to `twist registry` (e.g. --config config.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-python3}
 if [ ! -x .venv/bin/twist ]; then
-    "$python" -m venv .venv
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e .
+    # shellcheck source=scripts/venv.sh
+    source scripts/venv.sh
 fi
 exec .venv/bin/twist registry "$@"
