@@ -129,7 +129,11 @@ _SCHEMA: _Schema = {
     "redis": _Ignored("the Redis cache is not implemented yet; ignored"),
     "health": _Ignored("health checks are not implemented yet; ignored"),
     "proxy": _Unsupported(f"the pull-through cache {_NOT_YET}"),
-    "validation": _Ignored("manifest validation settings apply with the manifest API"),
+    "validation": {
+        "enabled": _Ignored("validation.enabled is deprecated; use validation.disabled"),
+        "disabled": bool,
+        "manifests": {"urls": {"allow": _StringList, "deny": _StringList}},
+    },
     "catalog": {"maxentries": int},
 }
 
@@ -178,6 +182,12 @@ def _is_instance(value: Any, kind: Any) -> bool:
         if one in (str, bool) and isinstance(value, one):
             return True
         if one is _AnyMapping and isinstance(value, Mapping):
+            return True
+        if (
+            one is _StringList
+            and isinstance(value, list)
+            and all(isinstance(item, str) for item in value)
+        ):
             return True
         if one is _Duration and (
             (isinstance(value, int) and not isinstance(value, bool))
@@ -311,6 +321,15 @@ class HTTPConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """The C{validation} section: which foreign layer URLs manifests may carry."""
+
+    disabled: bool = False
+    url_allow: tuple[str, ...] = ()
+    url_deny: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, checked configuration."""
 
@@ -318,6 +337,7 @@ class Config:
     storage: StorageConfig
     http: HTTPConfig
     catalog_max_entries: int = 1000
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     warnings: tuple[str, ...] = ()
 
 
@@ -462,11 +482,27 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
     max_entries = _section(document, "catalog").get("maxentries", 1000)
     if max_entries <= 0:
         raise ConfigError("catalog.maxentries", "must be a positive integer")
+    validation = _section(document, "validation")
+    urls = _section(_section(validation, "manifests"), "urls")
+    for key in ("allow", "deny"):
+        for index, pattern in enumerate(urls.get(key) or []):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(
+                    f"validation.manifests.urls.{key}[{index}]",
+                    f"is not a regular expression: {error}",
+                ) from None
     return Config(
         log=log_config,
         storage=storage_config,
         http=http_config,
         catalog_max_entries=max_entries,
+        validation=ValidationConfig(
+            disabled=bool(validation.get("disabled", False)),
+            url_allow=tuple(urls.get("allow") or ()),
+            url_deny=tuple(urls.get("deny") or ()),
+        ),
         warnings=tuple(warnings),
     )
 

@@ -8,7 +8,7 @@ one to the HTTP layer, which renders it as OCI error JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,8 @@ class RegistryError(Exception):
     @ivar detail: extra, JSON-serialisable information for the client.
     @ivar status: the HTTP status, normally the code's own.
     @ivar headers: response headers to add (C{Content-Range}, C{Allow}, ...).
+    @ivar also: further errors reported in the same response (a manifest
+        that references several unknown blobs names each).
     """
 
     def __init__(
@@ -60,22 +62,29 @@ class RegistryError(Exception):
         *,
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        also: Sequence[RegistryError] = (),
     ) -> None:
         super().__init__(f"{error_code.code}: {error_code.message}")
         self.error_code = error_code
         self.detail = detail
         self.status = error_code.status if status is None else status
         self.headers = dict(headers or {})
+        self.also = tuple(also)
 
-    def body(self) -> bytes:
-        """The OCI error JSON document for this error."""
+    def entry(self) -> dict[str, Any]:
+        """This error alone, as one entry of an OCI error document."""
         error: dict[str, Any] = {
             "code": self.error_code.code,
             "message": self.error_code.message,
         }
         if self.detail is not None:
             error["detail"] = self.detail
-        return json.dumps({"errors": [error]}).encode("utf-8")
+        return error
+
+    def body(self) -> bytes:
+        """The OCI error JSON document for this error and those reported with it."""
+        errors = [self.entry(), *(other.entry() for other in self.also)]
+        return json.dumps({"errors": errors}).encode("utf-8")
 
 
 # Distribution's codes (registry/api/errcode and registry/api/v2), with its

@@ -28,6 +28,7 @@ from txregistry.config import (
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
+from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.repository import Registry
 from txregistry.resources.site import RegistrySite, make_site
 
@@ -110,10 +111,14 @@ def build_service(config: Config, listen: str | None = None) -> IService:
     """The registry service for C{config}, listening where it says."""
     factory = driver_factories()[config.storage.driver]
     driver = ValidatingDriver(factory.create(config.storage.parameters))
+    validation = config.validation
     registry = Registry(
         driver,
         delete_enabled=config.storage.delete_enabled,
         readonly=config.storage.readonly,
+        url_policy=URLPolicy.from_config(
+            validation.disabled, list(validation.url_allow), list(validation.url_deny)
+        ),
     )
     secret = config.http.secret
     if secret is None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_blobs -*-
+# -*- test-case-name: tests.test_api_blobs -*-
 """
 The registry's entry point to its domain: repositories by name, over one
 storage driver.
@@ -7,36 +7,54 @@ storage driver.
 from __future__ import annotations
 
 from txregistry.interfaces import IStorageDriver
+from txregistry.registry import catalog
 from txregistry.registry.blobs import BlobStore, LinkedBlobStore
+from txregistry.registry.manifests import ManifestStore, ParsedManifests, TagStore, URLPolicy
 from txregistry.registry.uploads import HashStates, Uploads
 
 
 class Repository:
-    """One repository: the blobs it links and its uploads in progress."""
+    """One repository: its blobs, uploads in progress, manifests and tags."""
 
     def __init__(self, registry: Registry, name: str) -> None:
         self.name = name
         self.blobs = LinkedBlobStore(registry.blobs, name)
         self.uploads = Uploads(registry.driver, self.blobs, registry.hash_states)
+        self.manifests = ManifestStore(
+            registry.driver, name, self.blobs, registry.parsed_manifests, registry.url_policy
+        )
+        self.tags = TagStore(registry.driver, name)
 
 
 class Registry:
     """
     Every repository stored by one driver.
 
-    @ivar delete_enabled: whether blobs may be deleted.
+    @ivar delete_enabled: whether blobs and manifests may be deleted.
     @ivar readonly: whether every write is refused (maintenance mode).
+    @ivar url_policy: which foreign layer URLs manifests may carry.
     """
 
     def __init__(
-        self, driver: IStorageDriver, *, delete_enabled: bool = False, readonly: bool = False
+        self,
+        driver: IStorageDriver,
+        *,
+        delete_enabled: bool = False,
+        readonly: bool = False,
+        url_policy: URLPolicy | None = None,
     ) -> None:
         self.driver = driver
         self.blobs = BlobStore(driver)
         self.hash_states = HashStates()
+        self.parsed_manifests = ParsedManifests()
         self.delete_enabled = delete_enabled
         self.readonly = readonly
+        self.url_policy = url_policy or URLPolicy.from_config(False, [], [])
 
     def repository(self, name: str) -> Repository:
         """The repository called C{name}, which must be a valid name."""
         return Repository(self, name)
+
+    async def repositories(self) -> list[str]:
+        """Every repository holding manifests, in catalog order."""
+        return await catalog.repositories(self.driver)

@@ -52,10 +52,12 @@ class Response:
     stream: tuple[IFileReader | None, int] | None = None
 
     @classmethod
-    def json(cls, document: Any, status: int = 200, **headers: str) -> Response:
-        """A JSON body."""
+    def json(
+        cls, document: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """A JSON body, with C{headers} added to (or replacing) the content type."""
         body = json.dumps(document).encode("utf-8")
-        return cls(status, {"Content-Type": JSON_CONTENT_TYPE, **headers}, body)
+        return cls(status, {"Content-Type": JSON_CONTENT_TYPE, **(headers or {})}, body)
 
 
 @dataclass

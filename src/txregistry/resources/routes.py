@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from twisted.web.http_headers import Headers
 
 from txregistry.digest import Digest
-from txregistry.errors import DIGEST_INVALID, UNSUPPORTED, RegistryError
-from txregistry.names import check_repository_name
+from txregistry.errors import DIGEST_INVALID, TAG_INVALID, UNSUPPORTED, RegistryError
+from txregistry.names import TAG, check_repository_name
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ def _route(name: str, pattern: str, *methods: str) -> Route:
 # "a/blobs/uploads/blobs/sha256:..." is the blob route of "a/blobs/uploads".
 ROUTES: tuple[Route, ...] = (
     _route("base", r"", "GET", "HEAD"),
+    _route("catalog", r"_catalog", "GET", "HEAD"),
+    _route("tags", r"(?P<name>.+)/tags/list", "GET", "HEAD"),
+    _route(
+        "manifest", r"(?P<name>.+)/manifests/(?P<reference>[^/]+)", "GET", "HEAD", "PUT", "DELETE"
+    ),
+    _route("referrers", r"(?P<name>.+)/referrers/(?P<digest>[^/]+)", "GET", "HEAD"),
     _route(
         "blob", r"(?P<name>.+)/blobs/(?P<digest>[A-Za-z0-9_+.-]+:[^/]*)", "GET", "HEAD", "DELETE"
     ),
@@ -61,12 +67,17 @@ ROUTES: tuple[Route, ...] = (
 
 @dataclass(frozen=True)
 class RouteMatch:
-    """A route with its parameters, the name and digest checked."""
+    """
+    A route with its parameters, checked: the repository name, the digest
+    (of a blob, a referrers subject, or a manifest referenced by digest),
+    the tag (of a manifest referenced by tag) and the upload id.
+    """
 
     route: Route
     name: str | None
     digest: Digest | None
     upload_id: str | None
+    tag: str | None = None
 
 
 def match_route(path: str, method: str) -> RouteMatch:
@@ -86,13 +97,22 @@ def match_route(path: str, method: str) -> RouteMatch:
         if name is not None:
             check_repository_name(name)
         digest_text = groups.get("digest")
+        tag = None
+        reference = groups.get("reference")
+        if reference is not None:
+            if ":" in reference:
+                digest_text = reference
+            elif TAG.fullmatch(reference):
+                tag = reference
+            else:
+                raise TAG_INVALID(f"invalid tag: {reference[:150]!r}")
         digest = Digest.parse(digest_text) if digest_text is not None else None
         if route.name == "bad_digest":
             raise DIGEST_INVALID(f"invalid digest: {digest_text!r}")
         if method not in route.methods:
             allowed = ", ".join(sorted(route.methods))
             raise UNSUPPORTED(f"method {method} not allowed here", headers={"Allow": allowed})
-        return RouteMatch(route, name, digest, groups.get("upload_id"))
+        return RouteMatch(route, name, digest, groups.get("upload_id"), tag)
     raise UNSUPPORTED(f"no such endpoint: /v2/{path}", status=404)
 
 

@@ -12,13 +12,23 @@ from twisted.web.server import Request, Site
 
 from txregistry.config import Config
 from txregistry.registry.repository import Registry
-from txregistry.resources import base, blobs, uploads
+from txregistry.resources import base, blobs, catalog, manifests, referrers, tags, uploads
 from txregistry.resources.app import BodyHandler, Handler, RegistryApp, V2Resource
 from txregistry.resources.streaming import StreamingRequest, UploadBody
 
 HANDLERS: dict[tuple[str, str], Handler] = {
     ("base", "GET"): base.api_version_check,
     ("base", "HEAD"): base.api_version_check,
+    ("catalog", "GET"): catalog.list_repositories,
+    ("catalog", "HEAD"): catalog.list_repositories,
+    ("tags", "GET"): tags.list_tags,
+    ("tags", "HEAD"): tags.list_tags,
+    ("manifest", "GET"): manifests.fetch_manifest,
+    ("manifest", "HEAD"): manifests.fetch_manifest,
+    ("manifest", "PUT"): manifests.put_manifest,
+    ("manifest", "DELETE"): manifests.delete_manifest,
+    ("referrers", "GET"): referrers.list_referrers,
+    ("referrers", "HEAD"): referrers.list_referrers,
     ("blob", "GET"): blobs.fetch_blob,
     ("blob", "HEAD"): blobs.fetch_blob,
     ("blob", "DELETE"): blobs.delete_blob,

@@ -6,7 +6,7 @@ as Distribution builds them, or relative with C{http.relativeurls}.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from txregistry.digest import Digest
 from txregistry.resources.routes import RequestHead
@@ -30,10 +30,23 @@ class URLBuilder:
             authority = head.header("X-Forwarded-Host") or head.header("Host") or "localhost"
             base = f"{scheme.split(',')[0].strip()}://{authority.split(',')[0].strip()}"
         self._root = f"{base}{prefix}v2/"
+        self._path_root = f"{prefix}v2/"
 
     def blob(self, name: str, digest: Digest) -> str:
         """The URL of a blob."""
         return f"{self._root}{quote(name)}/blobs/{digest}"
+
+    def manifest(self, name: str, digest: Digest) -> str:
+        """The URL of a manifest, by digest."""
+        return f"{self._root}{quote(name)}/manifests/{digest}"
+
+    def next_page(self, path: str, last: str, count: int) -> str:
+        """
+        The C{Link} header value for the next page of a list (relative, as
+        Distribution's): C{path} is below C{/v2/}.
+        """
+        query = urlencode({"last": last, "n": count})
+        return f'<{self._path_root}{path}?{query}>; rel="next"'
 
     def upload(self, name: str, upload_id: str, state: str) -> str:
         """The URL of an upload in progress, with its signed state."""

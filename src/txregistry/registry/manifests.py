@@ -1,0 +1,299 @@
+# -*- test-case-name: tests.test_api_manifests -*-
+"""
+A repository's manifests, tags and referrers, in Distribution's layout:
+manifest bytes are blobs, linked into the repository under
+C{_manifests/revisions}; a tag is a C{current} link under C{_manifests/tags}.
+
+Referrers are indexed under C{_manifests/referrers} (our own addition, which
+Distribution passes over): one link per manifest that names a subject,
+written after the manifest's revision and removed after it, and listed only
+while the revision exists, so the list is right under concurrent pushes and
+deletes, and even if Distribution deletes a manifest behind our back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from txregistry.digest import Digest
+from txregistry.drivers.errors import PathNotFoundError
+from txregistry.errors import (
+    BLOB_UNKNOWN,
+    MANIFEST_BLOB_UNKNOWN,
+    MANIFEST_UNKNOWN,
+    RegistryError,
+)
+from txregistry.interfaces import IStorageDriver
+from txregistry.registry import paths
+from txregistry.registry.blobs import LinkedBlobStore
+from txregistry.registry.manifest_formats import (
+    LAYER_TYPES,
+    Descriptor,
+    Manifest,
+    parse_manifest,
+)
+
+
+@dataclass(frozen=True)
+class URLPolicy:
+    """
+    Which foreign layer URLs a manifest may carry
+    (C{validation.manifests.urls}); with validation disabled, any
+    http(s) URL.
+    """
+
+    allow: re.Pattern[str] | None
+    deny: re.Pattern[str] | None
+
+    @classmethod
+    def from_config(cls, disabled: bool, allow: list[str], deny: list[str]) -> URLPolicy:
+        """As Distribution builds it: enabled with no allow list allows nothing."""
+        if disabled:
+            return cls(None, None)
+        return cls(
+            re.compile("|".join(allow) if allow else "^$"),
+            re.compile("|".join(deny)) if deny else None,
+        )
+
+    def permits(self, url: str) -> bool:
+        """Whether a layer may be fetched from C{url} instead of the registry."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https") or parts.fragment:
+            return False
+        if self.allow is not None and not self.allow.search(url):
+            return False
+        return not (self.deny is not None and self.deny.search(url))
+
+
+class ParsedManifests:
+    """
+    A bounded cache of parsed manifests by digest: content-addressed, so an
+    entry never goes stale.
+    """
+
+    def __init__(self, limit: int = 2048) -> None:
+        self._entries: OrderedDict[Digest, Manifest] = OrderedDict()
+        self._limit = limit
+
+    def get(self, digest: Digest) -> Manifest | None:
+        """The parsed manifest, if cached."""
+        manifest = self._entries.get(digest)
+        if manifest is not None:
+            self._entries.move_to_end(digest)
+        return manifest
+
+    def put(self, manifest: Manifest) -> None:
+        """Remember a parsed manifest."""
+        self._entries[manifest.digest] = manifest
+        self._entries.move_to_end(manifest.digest)
+        while len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+
+
+class ManifestStore:
+    """The manifests of one repository."""
+
+    def __init__(
+        self,
+        driver: IStorageDriver,
+        repository: str,
+        blobs: LinkedBlobStore,
+        parsed: ParsedManifests,
+        url_policy: URLPolicy,
+    ) -> None:
+        self.driver = driver
+        self.repository = repository
+        self.blobs = blobs
+        self.parsed = parsed
+        self.url_policy = url_policy
+
+    async def exists(self, digest: Digest) -> bool:
+        """Whether the manifest is part of this repository."""
+        try:
+            await self.driver.stat(paths.manifest_revision_link(self.repository, digest))
+        except PathNotFoundError:
+            return False
+        return True
+
+    async def get(self, digest: Digest) -> Manifest:
+        """
+        A manifest of this repository.
+
+        @raise RegistryError: MANIFEST_UNKNOWN when it is not.
+        """
+        if not await self.exists(digest):
+            raise MANIFEST_UNKNOWN(f"unknown manifest {digest}")
+        manifest = self.parsed.get(digest)
+        if manifest is not None:
+            return manifest
+        try:
+            content = await self.driver.get_content(paths.blob_data(digest))
+        except PathNotFoundError:
+            raise MANIFEST_UNKNOWN(f"manifest {digest} has no content") from None
+        manifest = parse_manifest(content)
+        self.parsed.put(manifest)
+        return manifest
+
+    async def _check_references(self, manifest: Manifest) -> None:
+        missing: list[RegistryError] = []
+        if manifest.is_index:
+            for child in manifest.manifests:
+                if not await self.exists(child.digest):
+                    missing.append(MANIFEST_BLOB_UNKNOWN(str(child.digest)))
+        else:
+            assert manifest.config is not None
+            for descriptor in (manifest.config, *manifest.layers):
+                if not await self._descriptor_available(descriptor):
+                    missing.append(MANIFEST_BLOB_UNKNOWN(str(descriptor.digest)))
+        if missing:
+            first, *rest = missing
+            raise RegistryError(first.error_code, first.detail, also=rest)
+
+    async def _descriptor_available(self, descriptor: Descriptor) -> bool:
+        if descriptor.urls:
+            # A foreign layer is fetched from its URLs, which must be allowed;
+            # any other kind of content must be in the registry.
+            return descriptor.media_type in LAYER_TYPES and all(
+                self.url_policy.permits(url) for url in descriptor.urls
+            )
+        try:
+            await self.blobs.stat(descriptor.digest)
+        except RegistryError as error:
+            if error.error_code is BLOB_UNKNOWN:
+                return False
+            raise
+        return True
+
+    async def put(self, manifest: Manifest) -> None:
+        """
+        Store a checked manifest: every blob or manifest it references must
+        be in this repository (MANIFEST_BLOB_UNKNOWN otherwise, nothing
+        stored).  Its subject need not exist (OCI 1.1).
+        """
+        await self._check_references(manifest)
+        blob_path = paths.blob_data(manifest.digest)
+        try:
+            await self.driver.stat(blob_path)
+        except PathNotFoundError:
+            await self.driver.put_content(blob_path, manifest.content)
+        await self.driver.put_content(
+            paths.manifest_revision_link(self.repository, manifest.digest),
+            paths.link_content(manifest.digest),
+        )
+        self.parsed.put(manifest)
+        if manifest.subject is not None:
+            await self.driver.put_content(
+                paths.referrer_link(self.repository, manifest.subject.digest, manifest.digest),
+                paths.link_content(manifest.digest),
+            )
+
+    async def delete(self, digest: Digest) -> Manifest:
+        """
+        Remove a manifest from the repository (its bytes stay until garbage
+        collection), with its referrers entry.
+
+        @raise RegistryError: MANIFEST_UNKNOWN when it is not there.
+        """
+        manifest = await self.get(digest)
+        try:
+            await self.driver.delete(paths.manifest_revision(self.repository, digest))
+        except PathNotFoundError:
+            raise MANIFEST_UNKNOWN(f"unknown manifest {digest}") from None
+        if manifest.subject is not None:
+            try:
+                await self.driver.delete(
+                    paths.referrer_link(self.repository, manifest.subject.digest, digest)
+                )
+            except PathNotFoundError:
+                pass
+        return manifest
+
+    async def referrers(self, subject: Digest) -> list[Manifest]:
+        """
+        The manifests of this repository whose subject is C{subject}, in
+        digest order; none for an unknown subject.
+        """
+        found: list[Manifest] = []
+        try:
+            algorithms = await self.driver.list(paths.referrers(self.repository, subject))
+        except PathNotFoundError:
+            return found
+        for algorithm_path in algorithms:
+            try:
+                entries = await self.driver.list(algorithm_path)
+            except PathNotFoundError:
+                continue
+            algorithm = algorithm_path.rsplit("/", 1)[1]
+            for entry in entries:
+                try:
+                    digest = Digest.parse(f"{algorithm}:{entry.rsplit('/', 1)[1]}")
+                    found.append(await self.get(digest))
+                except RegistryError:
+                    continue  # deleted meanwhile, or not ours to list
+        return [
+            manifest
+            for manifest in found
+            if manifest.subject is not None and manifest.subject.digest == subject
+        ]
+
+
+class TagStore:
+    """The tags of one repository."""
+
+    def __init__(self, driver: IStorageDriver, repository: str) -> None:
+        self.driver = driver
+        self.repository = repository
+
+    async def get(self, tag: str) -> Digest:
+        """
+        The digest a tag points at.
+
+        @raise RegistryError: MANIFEST_UNKNOWN for an unknown tag.
+        """
+        try:
+            link = await self.driver.get_content(paths.tag_current_link(self.repository, tag))
+            return Digest.parse(link.decode("ascii", "replace").strip())
+        except (PathNotFoundError, RegistryError):
+            raise MANIFEST_UNKNOWN(f"unknown tag {tag}") from None
+
+    async def tag(self, tag: str, digest: Digest) -> None:
+        """Point C{tag} at C{digest}."""
+        link = paths.link_content(digest)
+        await self.driver.put_content(paths.tag_index_link(self.repository, tag, digest), link)
+        await self.driver.put_content(paths.tag_current_link(self.repository, tag), link)
+
+    async def untag(self, tag: str) -> None:
+        """
+        Remove a tag.
+
+        @raise RegistryError: MANIFEST_UNKNOWN for an unknown tag.
+        """
+        try:
+            await self.driver.delete(paths.tag(self.repository, tag))
+        except PathNotFoundError:
+            raise MANIFEST_UNKNOWN(f"unknown tag {tag}") from None
+
+    async def all(self) -> list[str] | None:
+        """Every tag, sorted; L{None} when the repository has never had one."""
+        try:
+            entries = await self.driver.list(paths.tags(self.repository))
+        except PathNotFoundError:
+            return None
+        return sorted(entry.rsplit("/", 1)[1] for entry in entries)
+
+    async def pointing_at(self, digest: Digest) -> list[str]:
+        """The tags whose current manifest is C{digest}."""
+        found = []
+        for tag in await self.all() or []:
+            try:
+                if await self.get(tag) == digest:
+                    found.append(tag)
+            except RegistryError:
+                continue  # removed meanwhile
+        return found
