@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive: the reference registry (Distribution 2.8)
-# and curl.  Installed when missing; needs root (or sudo).
-packages=(docker-registry curl)
+# Debian packages the tests drive: the reference registry (Distribution 2.8),
+# curl, and the container clients of tests/test_clients.py (skopeo, podman,
+# buildah).  Installed when missing; needs root (or sudo).
+packages=(docker-registry curl skopeo podman buildah)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -9,6 +9,9 @@ Fixtures:
     C{http.secret}, C{X-Content-Type-Options: nosniff} configured);
   - C{start_registry}: a factory for tests that need a process of their
     own (another config, or a second process over the same root);
+  - C{start_registry_with}: the same, with whole config sections added
+    (C{validation}, C{catalog}, ...);
+  - C{module_registry}: a process of one test module's own;
   - C{repo}: a repository name no other test uses.
 """
 
@@ -179,8 +182,15 @@ class Registry:
         return [line for line in text.splitlines() if any(p in line for p in LOG_PROBLEMS)]
 
 
-def _start(workdir: Path, root: Path, name: str, **options: Any) -> Registry:
+def _start(
+    workdir: Path,
+    root: Path,
+    name: str,
+    sections: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Registry:
     config = registry_config(root, **options)
+    config.update(sections or {})
     process = RegistryProcess(workdir, config, name=name)
     process.start()
     return Registry(process, root, options.get("prefix", "/"))
@@ -230,6 +240,48 @@ def start_registry(tmp_path: Path) -> Iterator[StartRegistry]:
         index = len(started)
         workdir = tmp_path / f"registry-{index}"
         server = _start(workdir, root or workdir / "root", f"registry-{index}", **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.process.stop()
+    for server in started:
+        problems = server.log_problems()
+        assert not problems, f"{server.process.name} logged:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def module_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """
+    A process for one test module, over a storage root of its own: for
+    tests that see everything stored (the catalog).  Fails the module's
+    last test if it logged a traceback.
+    """
+    workdir = tmp_path_factory.mktemp("module-registry")
+    server = _start(workdir, workdir / "root", "module")
+    try:
+        yield server
+    finally:
+        server.process.stop()
+    problems = server.log_problems()
+    assert not problems, "the module's registry logged:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def start_registry_with(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
+    """
+    Like C{start_registry}, with whole top-level config sections added or
+    replaced: C{start_registry_with(sections, root=None, **http_options)},
+    as in C{start_registry_with({"catalog": {"maxentries": 3}})}.
+    """
+    started: list[Registry] = []
+
+    def start(sections: Mapping[str, Any], root: Path | None = None, **options: Any) -> Registry:
+        index = len(started)
+        workdir = tmp_path / f"configured-{index}"
+        name = f"configured-{index}"
+        server = _start(workdir, root or workdir / "root", name, sections, **options)
         started.append(server)
         return server
 

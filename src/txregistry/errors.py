@@ -104,9 +104,7 @@ NAME_UNKNOWN = register("NAME_UNKNOWN", 404, "repository name not known to regis
 MANIFEST_UNKNOWN = register("MANIFEST_UNKNOWN", 404, "manifest unknown")
 MANIFEST_INVALID = register("MANIFEST_INVALID", 400, "manifest invalid")
 MANIFEST_UNVERIFIED = register("MANIFEST_UNVERIFIED", 400, "manifest failed signature verification")
-MANIFEST_BLOB_UNKNOWN = register(
-    "MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry"
-)
+MANIFEST_BLOB_UNKNOWN = register("MANIFEST_BLOB_UNKNOWN", 400, "blob unknown to registry")
 BLOB_UNKNOWN = register("BLOB_UNKNOWN", 404, "blob unknown to registry")
 BLOB_UPLOAD_UNKNOWN = register("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry")
 BLOB_UPLOAD_INVALID = register("BLOB_UPLOAD_INVALID", 404, "blob upload invalid")

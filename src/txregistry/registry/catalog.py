@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.test_api_catalog -*-
 """
-The catalog: every repository that holds manifests, found as Distribution
-finds them (a folder with a C{_manifests} child below C{repositories}).
+The catalog: every repository that holds blobs or manifests, found as
+Distribution 2.8 finds them (a folder below C{repositories} with a
+C{_layers} or C{_manifests} child; uploads alone do not make one).  A
+repository whose tags were all deleted stays listed.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ def path_order(name: str) -> list[str]:
 
 
 async def repositories(driver: IStorageDriver) -> list[str]:
-    """Every repository name, in catalog order."""
+    """Every repository name, in catalog order, each once."""
     found: list[str] = []
     prefix = paths.REPOSITORIES + "/"
 
     def visit(info: FileInfo) -> bool:
         name = info.path[len(prefix) :]
         base = name.rsplit("/", 1)[-1]
-        if base == "_manifests":
-            found.append(name[: -len("/_manifests")])
+        if base in ("_layers", "_manifests"):
+            repository = name[: -len(base) - 1]
+            if not found or found[-1] != repository:
+                found.append(repository)
             return False
         return info.is_dir and not base.startswith("_")
 

@@ -220,6 +220,8 @@ def parse_manifest(content: bytes, content_type: str | None = None) -> Manifest:
     if not isinstance(document, dict):
         raise _invalid("manifest must be a JSON object")
     version = document.get("schemaVersion")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _invalid("schemaVersion must be 2")
     if version == 1:
         raise _invalid("Docker schema 1 manifests are not supported; push schema 2 or OCI")
     if version != 2 or isinstance(version, bool):

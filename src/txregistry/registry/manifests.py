@@ -13,6 +13,7 @@ deletes, and even if Distribution deletes a manifest behind our back.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -136,7 +137,8 @@ class ManifestStore:
             content = await self.driver.get_content(paths.blob_data(digest))
         except PathNotFoundError:
             raise MANIFEST_UNKNOWN(f"manifest {digest} has no content") from None
-        manifest = parse_manifest(content)
+        # Parsing names it by its sha256 digest; it was pushed by this one.
+        manifest = dataclasses.replace(parse_manifest(content), digest=digest)
         self.parsed.put(manifest)
         return manifest
 

@@ -56,5 +56,5 @@ class Registry:
         return Repository(self, name)
 
     async def repositories(self) -> list[str]:
-        """Every repository holding manifests, in catalog order."""
+        """Every repository holding blobs or manifests, in catalog order."""
         return await catalog.repositories(self.driver)

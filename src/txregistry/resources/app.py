@@ -20,6 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.config import Config
+from txregistry.digest import Digest
 from txregistry.drivers.errors import StorageUnavailableError
 from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
 from txregistry.interfaces import IFileReader
@@ -75,6 +76,17 @@ class RequestContext:
         """The repository the route names."""
         assert self.match.name is not None
         return self.app.registry.repository(self.match.name)
+
+    def etag_matches(self, digest: Digest) -> bool:
+        """
+        Whether an C{If-None-Match} header, on any of its lines, names
+        C{digest} (quoted, as an ETag, or bare, as Distribution allows).
+        """
+        for line in self.head.headers.getRawHeaders(b"If-None-Match") or []:
+            for candidate in line.decode("latin-1").split(","):
+                if candidate.strip() in (f'"{digest}"', str(digest), "*"):
+                    return True
+        return False
 
     def check_writable(self) -> None:
         """
@@ -269,7 +281,9 @@ async def _write(request: Request, response: Response, gone: list[Failure]) -> N
                     transport.abortConnection()
                 return
     else:
-        request.setHeader("Content-Length", str(len(response.body)))
+        # RFC 9110 8.6: no Content-Length on a 204, nor a wrong one on a 304.
+        if response.status not in (204, 304):
+            request.setHeader("Content-Length", str(len(response.body)))
         if response.body:
             request.write(response.body)
     if not gone:

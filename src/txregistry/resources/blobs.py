@@ -67,7 +67,7 @@ async def fetch_blob(context: RequestContext) -> Response:
     repository = context.repository
     descriptor = await repository.blobs.stat(digest)
     headers = _blob_headers(digest)
-    if context.head.header("If-None-Match") in (f'"{digest}"', str(digest)):
+    if context.etag_matches(digest):
         return Response(304, headers)
     if not context.app.config.storage.redirect_disabled:
         url = await repository.blobs.driver.redirect_url(

@@ -89,9 +89,12 @@ async def fetch_manifest(context: RequestContext) -> Response:
     if context.match.tag is not None:
         digest = await repository.tags.get(context.match.tag)
     assert digest is not None
-    if context.head.header("If-None-Match") in (f'"{digest}"', str(digest)):
+    # Known first: a conditional request vouches for no manifest the
+    # repository lacks (one deleted since the client cached it, say).
+    manifest = await repository.manifests.get(digest)
+    if context.etag_matches(digest):
         return Response(304, {"Docker-Content-Digest": str(digest), "ETag": f'"{digest}"'})
-    manifest = await _negotiate(context, await repository.manifests.get(digest))
+    manifest = await _negotiate(context, manifest)
     return Response(200, _manifest_headers(manifest), manifest.content)
 
 

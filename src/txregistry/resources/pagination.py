@@ -35,7 +35,8 @@ def page_of(
     count_text = context.head.argument("n")
     count = default
     if count_text is not None and count_text != "":
-        if not count_text.isdigit():
+        # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+        if not (count_text.isascii() and count_text.isdigit()):
             raise PAGINATION_NUMBER_INVALID({"n": count_text})
         count = int(count_text)
         if maximum is not None and count > maximum:
