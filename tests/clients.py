@@ -11,7 +11,8 @@ configs carry the epoch as their creation time, so the same calls give the
 same digests every time, with no tool and no network.  (umoci builds
 single images, not an index over two platforms, and stamps the time of day
 into configs and history unless told otherwise.)  The image podman pushes
-is built with buildah, in a store of its own.
+is built with buildah, in a store of its own; with C{commit --timestamp 0}
+its config and layers are the same every time too.
 
 What the clients touch outside their folder, running as root: containers/
 image keeps its blob-info cache in C{/var/lib/containers/cache} whatever

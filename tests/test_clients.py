@@ -120,9 +120,10 @@ def test_tls_probe_is_answered_at_once(target: Target) -> None:
     Every containers/image client (skopeo, podman, buildah) pings
     C{https://HOST/v2/} first, even with C{--tls-verify=false} or an
     C{insecure} registry, and falls back to C{http://} only when that
-    fails.  Distribution answers the ClientHello with a 400 at once (Go
-    reads the request line up to the first LF, and a ClientHello has one);
-    a server that waits for more makes every client command wait for the
+    fails.  Distribution answers the ClientHello with a 400 at once: Go
+    reads the request line up to the first LF, and every ClientHello has
+    one (the supported_groups extension is type 0x000a).  A server that
+    waits for more (for a CR LF) makes every client command wait out the
     client's TLS handshake timeout, 10 s, before it says anything over
     HTTP.
     """

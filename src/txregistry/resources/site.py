@@ -66,6 +66,39 @@ class _Branch(Resource):
         return self.app.render(request)
 
 
+# What Go's net/http (and so Distribution) answers to a TLS handshake on a
+# plain-HTTP port: a malformed request line.
+_TLS_ON_PLAIN_PORT = (
+    b"HTTP/1.1 400 Bad Request\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\n"
+    b"400 Bad Request"
+)
+_TLS_HANDSHAKE_RECORD = 0x16
+
+
+class RegistryChannel(http.HTTPChannel):
+    """
+    An HTTP/1.1 channel that refuses a TLS handshake at once.  Clients of
+    the containers family (skopeo, podman, buildah) try HTTPS first even for
+    insecure registries and fall back to HTTP only when that fails; without
+    an answer they wait for their TLS timeout (10 s) on every command.
+    """
+
+    _first_bytes = True
+
+    def dataReceived(self, data: bytes) -> None:
+        """Refuse a TLS ClientHello; hand anything else to HTTP."""
+        if self._first_bytes and data:
+            self._first_bytes = False
+            if data[0] == _TLS_HANDSHAKE_RECORD:
+                assert self.transport is not None
+                self.transport.write(_TLS_ON_PLAIN_PORT)
+                self.transport.loseConnection()
+                return
+        super().dataReceived(data)
+
+
 class RegistrySite(Site):
     """
     A L{Site} whose upload requests stream their bodies to storage.
@@ -73,6 +106,9 @@ class RegistrySite(Site):
     @ivar app: the API.
     """
 
+    # Twisted types this as its HTTP/1.1-or-2 wrapper; a plain channel is
+    # what it builds when h2 is not negotiated, which it never is here.
+    protocol = RegistryChannel  # type: ignore[assignment]
     requestFactory = StreamingRequest
 
     def __init__(self, resource: Resource, app: RegistryApp, access_log: bool) -> None:
