@@ -310,7 +310,7 @@ class BackpressureTests(TestCase):
         body = random_bytes(12 * MiB + 1000, seed=7)
         self.storage.holding = True
         self.send(self.patch_head(url, len(body)))
-        request = self.protocol._channel.requests[-1]
+        request = self.protocol.requests[-1]
         self.assertIsInstance(request, StreamingRequest)
         self.assertIsNotNone(request.upload_body)
 
@@ -378,7 +378,7 @@ class BackpressureTests(TestCase):
         for offset in range(0, len(body), CHUNK):
             self.send(body[offset : offset + CHUNK])
         self.assertEqual(self.transport.producerState, "paused")
-        self.assertTrue(self.protocol._channel._handlingRequest)
+        self.assertTrue(self.protocol._handlingRequest)
 
         self.storage.holding = False
         self.storage.release_all()
