@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import platform
@@ -27,99 +26,32 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
-from txregistry.testing.process import RegistryProcess, base_config
+from common import (
+    CHUNK,
+    MIB,
+    REGISTRIES,
+    Measure,
+    PatternBody,
+    Phase,
+    RegistryOptions,
+    add_registry_options,
+    connection,
+    expect,
+    make_pattern,
+    registry_options,
+    rss_mb,
+    start_registry,
+    target,
+    with_query,
+)
 
-MIB = 1024 * 1024
-MB = 1000 * 1000
-CHUNK = MIB
-PATTERN_SIZE = 4 * MIB
 REPOSITORY = "bench/blob"
-REGISTRIES = ("txregistry", "reference")
-
-
-# -- the registry process's memory and CPU -------------------------------------
-
-
-def _status_kib(pid: int, field_name: str) -> int:
-    """One C{kB} field of C{/proc/<pid>/status}, in KiB (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(field_name.encode() + b":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """The user and the system CPU time the process used so far."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
-        fields = stat.read().rsplit(b")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
-
-
-def _reset_hwm(pid: int) -> bool:
-    """Reset the process's C{VmHWM} to its current RSS (Linux >= 4.0)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class MemorySampler:
-    """
-    Samples a process's C{VmRSS} every C{interval} seconds from a thread
-    while a phase runs; C{peak_kib} is the largest sample.
-    """
-
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.peak_kib = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, _status_kib(self.pid, "VmRSS"))
-            self.samples += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_kib = max(self.peak_kib, _status_kib(self.pid, "VmRSS"))
-
-
-@dataclass
-class Phase:
-    """One push or pull against one registry."""
-
-    seconds: float = 0.0
-    mb_per_s: float = 0.0
-    peak_rss_mb: float = 0.0
-    hwm_mb: float | None = None
-    cpu_seconds: float = 0.0
-    cpu_user_seconds: float = 0.0
-    cpu_system_seconds: float = 0.0
-    rss_samples: int = 0
 
 
 @dataclass
@@ -136,143 +68,61 @@ class Run:
     commit_seconds: float = 0.0
 
 
-class Measure:
-    """Times one phase and records the process's memory and CPU during it."""
-
-    def __init__(self, pid: int, phase: Phase, size: int) -> None:
-        self.pid = pid
-        self.phase = phase
-        self.size = size
-
-    def __enter__(self) -> Measure:
-        self._hwm_reset = _reset_hwm(self.pid)
-        self._cpu = _cpu_seconds(self.pid)
-        self._sampler = MemorySampler(self.pid).__enter__()
-        self._began = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        elapsed = time.perf_counter() - self._began
-        self._sampler.__exit__(*exc_info)
-        phase = self.phase
-        phase.seconds = elapsed
-        phase.mb_per_s = self.size / MB / elapsed if elapsed else 0.0
-        phase.peak_rss_mb = self._sampler.peak_kib * 1024 / MB
-        phase.rss_samples = self._sampler.samples
-        if self._hwm_reset:
-            phase.hwm_mb = _status_kib(self.pid, "VmHWM") * 1024 / MB
-        user, system = _cpu_seconds(self.pid)
-        phase.cpu_user_seconds = user - self._cpu[0]
-        phase.cpu_system_seconds = system - self._cpu[1]
-        phase.cpu_seconds = phase.cpu_user_seconds + phase.cpu_system_seconds
-
-
 # -- the client side ---------------------------------------------------------------
-
-
-class PatternBody:
-    """
-    C{size} bytes of a repeating random pattern, produced in C{CHUNK}-sized
-    pieces and hashed on the way; C{digest} is known once all were produced.
-    """
-
-    def __init__(self, size: int, pattern: bytes) -> None:
-        self.size = size
-        self._pattern = pattern * 2  # any CHUNK-long window is one slice
-        self._period = len(pattern)
-        self._hasher = hashlib.sha256()
-        self.produced = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        while self.produced < self.size:
-            start = self.produced % self._period
-            length = min(CHUNK, self.size - self.produced, self._period)
-            chunk = self._pattern[start : start + length]
-            self._hasher.update(chunk)
-            self.produced += length
-            yield chunk
-
-    @property
-    def digest(self) -> str:
-        if self.produced != self.size:
-            raise RuntimeError("the body was not produced whole")
-        return f"sha256:{self._hasher.hexdigest()}"
-
-
-def _connection(base_url: str) -> http.client.HTTPConnection:
-    parts = urlsplit(base_url)
-    assert parts.hostname == "127.0.0.1", "the benchmark talks to loopback only"
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
-
-
-def _target(base_url: str, location: str) -> str:
-    parts = urlsplit(urljoin(base_url + "/", location))
-    if parts.hostname not in (None, "127.0.0.1"):
-        raise RuntimeError(f"the registry sent us to {location!r}")
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def _expect(response: http.client.HTTPResponse, status: int, what: str) -> bytes:
-    body = response.read()
-    if response.status != status:
-        raise RuntimeError(f"{what}: {response.status} {response.reason}: {body[:500]!r}")
-    return body
 
 
 def push(base_url: str, body: PatternBody, chunked: bool, run: Run, pid: int) -> None:
     """POST, one streamed PATCH with the whole blob, PUT ?digest=."""
-    connection = _connection(base_url)
+    client = connection(base_url)
     try:
-        connection.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", headers={})
-        response = connection.getresponse()
-        _expect(response, 202, "starting the upload")
+        client.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", headers={})
+        response = client.getresponse()
+        expect(response, 202, "starting the upload")
         location = response.getheader("Location") or ""
         with Measure(pid, run.push, body.size):
             headers = {"Content-Type": "application/octet-stream"}
             if not chunked:
                 headers["Content-Length"] = str(body.size)
             began = time.perf_counter()
-            connection.request(
-                "PATCH", _target(base_url, location), body=body, headers=headers,
+            client.request(
+                "PATCH", target(base_url, location), body=body, headers=headers,
                 encode_chunked=chunked,
             )  # fmt: skip
-            response = connection.getresponse()
-            _expect(response, 202, "sending the blob")
+            response = client.getresponse()
+            expect(response, 202, "sending the blob")
             run.patch_seconds = time.perf_counter() - began
             location = response.getheader("Location") or location
-            target = _target(base_url, location)
-            separator = "&" if "?" in target else "?"
             began = time.perf_counter()
-            connection.request("PUT", f"{target}{separator}digest={body.digest}")
-            response = connection.getresponse()
-            _expect(response, 201, "committing the blob")
+            client.request("PUT", with_query(target(base_url, location), f"digest={body.digest}"))
+            response = client.getresponse()
+            expect(response, 201, "committing the blob")
             run.commit_seconds = time.perf_counter() - began
         if response.getheader("Docker-Content-Digest") != body.digest:
             raise RuntimeError(
                 f"committed {response.getheader('Docker-Content-Digest')}, sent {body.digest}"
             )
     finally:
-        connection.close()
+        client.close()
 
 
 def pull(base_url: str, digest: str, size: int, run: Run, pid: int) -> None:
     """GET the blob back, hashing it, and check its size and digest."""
-    connection = _connection(base_url)
+    client = connection(base_url)
     hasher = hashlib.sha256()
     received = 0
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     try:
         with Measure(pid, run.pull, size):
-            connection.request("GET", f"/v2/{REPOSITORY}/blobs/{digest}")
-            response = connection.getresponse()
+            client.request("GET", f"/v2/{REPOSITORY}/blobs/{digest}")
+            response = client.getresponse()
             if response.status != 200:
                 raise RuntimeError(f"pulling: {response.status}: {response.read()[:500]!r}")
             while count := response.readinto(buffer):
                 hasher.update(view[:count])
                 received += count
     finally:
-        connection.close()
+        client.close()
     if received != size or f"sha256:{hasher.hexdigest()}" != digest:
         raise RuntimeError(f"pulled {received} bytes hashing to sha256:{hasher.hexdigest()}")
     if response.getheader("Docker-Content-Digest") not in (None, digest):
@@ -280,20 +130,23 @@ def pull(base_url: str, digest: str, size: int, run: Run, pid: int) -> None:
 
 
 def bench_one(
-    registry: str, size: int, pattern: bytes, chunked: bool, scratch: Path, verbose: bool
+    registry: str,
+    size: int,
+    pattern: bytes,
+    chunked: bool,
+    scratch: Path,
+    verbose: bool,
+    options: RegistryOptions | None = None,
 ) -> Run:
     """Start a fresh registry, push, pull, stop it and delete its data."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{registry}-", dir=scratch))
     run = Run(registry, size)
-    config = base_config(workdir / "data")
-    config["log"] = {"level": "warn", "accesslog": {"disabled": True}}
-    process = RegistryProcess(workdir, config, reference=registry == "reference")
+    process = None
     try:
-        process.start()
-        assert process.process is not None
-        pid = process.process.pid
+        process = start_registry(registry, workdir, options)
+        pid = process.pid
         time.sleep(0.2)
-        run.idle_rss_mb = _status_kib(pid, "VmRSS") * 1024 / MB
+        run.idle_rss_mb = rss_mb(pid)
         body = PatternBody(size, pattern)
         push(process.url, body, chunked, run, pid)
         run.digest = body.digest
@@ -303,11 +156,12 @@ def bench_one(
             raise RuntimeError(f"{stored} holds {stored.stat().st_size} bytes")
         pull(process.url, run.digest, size, run, pid)
     except BaseException:
-        if verbose:
+        if verbose and process is not None:
             print(process.output()[-4000:], file=sys.stderr)
         raise
     finally:
-        process.stop()
+        if process is not None:
+            process.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return run
 
@@ -384,18 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         help="where the data folders go (default: a temporary folder in /tmp)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the random pattern")
+    add_registry_options(parser)
     args = parser.parse_args(argv)
 
     size = args.size_mib * MIB
     registries = args.only or list(REGISTRIES)
     if "reference" in registries and shutil.which("docker-registry") is None:
         parser.error("docker-registry is not installed (apt-get install docker-registry)")
-    if args.seed is None:
-        pattern = os.urandom(PATTERN_SIZE)
-    else:
-        import random
-
-        pattern = random.Random(args.seed).randbytes(PATTERN_SIZE)
+    pattern = make_pattern(args.seed)
+    options = registry_options(args)
     chunked = not args.content_length
 
     if args.scratch is not None:
@@ -408,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             order = registries if index % 2 == 0 else list(reversed(registries))
             for registry in order:
                 print(f"run {index + 1}/{args.runs}: {registry} ...", end=" ", flush=True)
-                run = bench_one(registry, size, pattern, chunked, scratch, verbose=True)
+                run = bench_one(
+                    registry, size, pattern, chunked, scratch, verbose=True, options=options
+                )
                 runs.append(run)
                 print(
                     f"push {run.push.mb_per_s:.0f} MB/s, peak RSS {run.push.peak_rss_mb:.0f} MB;"
@@ -436,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             "transfer": "chunked" if chunked else "content-length",
             "runs": [asdict(run) for run in runs],
             "median": summary,
+            "registries": options.describe(),
             "machine": {
                 "python": platform.python_version(),
                 "cpus": os.cpu_count(),

@@ -12,10 +12,11 @@ import sys
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorProcess, IReactorSocket
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -31,6 +32,13 @@ from txregistry.logs import log_level, observer_factory
 from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.repository import Registry
 from txregistry.resources.site import RegistrySite, make_site
+from txregistry.workers import (
+    ReusePortEndpoint,
+    TCPAddress,
+    WorkerSupervisor,
+    is_worker,
+    worker_command,
+)
 
 _log = Logger()
 
@@ -45,6 +53,13 @@ class Options(usage.Options):
             None,
             "Configuration file in Distribution's format (default: $REGISTRY_CONFIGURATION_PATH, "
             "else the embedded default: filesystem storage under ./registry-data, port 5000).",
+        ],
+        [
+            "workers",
+            "w",
+            1,
+            "Processes sharing the port (0: one per CPU); needs a fixed TCP port.",
+            int,
         ],
         [
             "listen",
@@ -107,8 +122,17 @@ def _apply_logging(options: Options, config: Config, argv: list[str]) -> None:
         twist["fileLogObserverFactory"] = observer_factory(config.log)
 
 
-def build_service(config: Config, listen: str | None = None) -> IService:
-    """The registry service for C{config}, listening where it says."""
+def build_service(
+    config: Config,
+    listen: str | None = None,
+    workers: int = 1,
+    argv: list[str] | None = None,
+) -> IService:
+    """
+    The registry service for C{config}, listening where it says; with
+    C{workers} above 1, this process and C{workers - 1} more, started with
+    C{argv}, share the port (see L{txregistry.workers}).
+    """
     factory = driver_factories()[config.storage.driver]
     driver = ValidatingDriver(factory.create(config.storage.parameters))
     validation = config.validation
@@ -129,13 +153,28 @@ def build_service(config: Config, listen: str | None = None) -> IService:
         secret = secrets.token_hex(32)
     site = make_site(config, registry, secret.encode("utf-8"))
     description = listen or config.http.endpoint
-    try:
-        endpoint = serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as error:
-        raise ConfigError(
-            "--listen" if listen else "http.addr", f"{description!r}: {error}"
-        ) from None
-    return RegistryService(endpoint, site, config.http.drain_timeout)
+    endpoint: Any
+    if workers > 1 or is_worker():
+        endpoint = ReusePortEndpoint(IReactorSocket(reactor), TCPAddress.from_endpoint(description))
+    else:
+        try:
+            endpoint = serverFromString(reactor, description)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                "--listen" if listen else "http.addr", f"{description!r}: {error}"
+            ) from None
+    service = RegistryService(endpoint, site, config.http.drain_timeout)
+    if workers <= 1 or is_worker():
+        return service
+    # The workers must sign and check upload state with the same secret.
+    environment = {**os.environ, "REGISTRY_HTTP_SECRET": secret}
+    supervisor = WorkerSupervisor(
+        IReactorProcess(reactor), worker_command(argv or sys.argv), environment, workers - 1
+    )
+    both = MultiService()
+    service.setServiceParent(both)
+    supervisor.setServiceParent(both)
+    return both
 
 
 def makeService(options: Options) -> IService:
@@ -143,7 +182,10 @@ def makeService(options: Options) -> IService:
     try:
         config = read_config(options["config"])
         _apply_logging(options, config, sys.argv)
-        service = build_service(config, options["listen"])
+        workers = options["workers"] or os.cpu_count() or 1
+        if workers < 0:
+            raise ConfigError("--workers", "must be 0 (one per CPU) or more")
+        service = build_service(config, options["listen"], workers, sys.argv)
     except ConfigError as error:
         sys.stderr.write(f"txregistry: configuration error: {error}\n")
         raise SystemExit(1) from None

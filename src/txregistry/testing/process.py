@@ -55,6 +55,8 @@ class RegistryProcess:
 
     @ivar url: C{http://127.0.0.1:PORT} once started.
     @ivar log_path: where the process's output goes.
+    @ivar args: more arguments for the registry's command line
+        (C{["--workers", "2"]}).
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class RegistryProcess:
         reference: bool = False,
         env: dict[str, str] | None = None,
         name: str | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.args = list(args or [])
         self.config = config
         self.reference = reference
         self.env = env
@@ -102,7 +106,7 @@ class RegistryProcess:
             document["http"]["addr"] = f"127.0.0.1:{self.port}"
             config_path = self.workdir / f"{self.name}-config.yml"
             config_path.write_text(yaml.safe_dump(document))
-        command = self.command(config_path)
+        command = self.command(config_path) + self.args
         if self.config is None:
             command += ["--listen", f"tcp:{self.port}:interface=127.0.0.1"]
         environment = {
