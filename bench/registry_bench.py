@@ -596,17 +596,26 @@ class Profile:
     """
     C{py-spy record} of a process (and its children) while a phase runs,
     in py-spy's raw (collapsed stacks) format, by function.
+
+    @param mode: C{"gil"}: only samples of threads holding the GIL, i.e.
+        where Python spends CPU, on any thread (py-spy pauses the process
+        for each sample); C{"wall"}: every thread that is not idle, without
+        pausing the process (C{--nonblocking}: py-spy then tells idle
+        threads less well, so pool workers waiting for work still show as
+        C{Condition.wait}, left out of the tables below), with thread ids.
     """
 
-    def __init__(self, pid: int, output: Path | None) -> None:
+    def __init__(self, pid: int, output: Path | None, mode: str = "gil") -> None:
         self.pid = pid
         self.output = output
+        self.mode = mode
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profile:
         if self.output is None:
             return self
         py_spy = Path(sys.executable).parent / "py-spy"
+        mode_flags = ["--gil"] if self.mode == "gil" else ["--nonblocking", "--threads"]
         self._process = subprocess.Popen(
             [
                 str(py_spy if py_spy.exists() else "py-spy"),
@@ -614,7 +623,7 @@ class Profile:
                 "--pid",
                 str(self.pid),
                 "--subprocesses",
-                "--nonblocking",
+                *mode_flags,
                 "--nolineno",
                 "--format",
                 "raw",
@@ -640,18 +649,42 @@ class Profile:
             self._process.wait()
 
 
-def own_time(raw: Path, top: int = 15) -> list[tuple[str, float]]:
-    """The functions with the most samples of their own, in percent of all samples."""
+# Leaves that mean a thread waits for work: left out of the tables.
+IDLE_LEAVES = ("Condition.wait (threading.py)",)
+
+
+def _pseudo_frame(frame: str) -> bool:
+    return frame.startswith(("process ", "thread ("))
+
+
+def hot_functions(raw: Path, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """
+    From a py-spy raw file: the functions with the most samples of their
+    own (C{own}), and the txregistry functions with the most samples
+    below them (C{inclusive}), each in percent of the non-idle samples.
+    """
     own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
+        frames = [frame for frame in stack.split(";") if not _pseudo_frame(frame)]
+        if not frames or frames[-1] in IDLE_LEAVES:
+            continue
         count = int(count_text)
         total += count
-        own[stack.rsplit(";", 1)[-1]] += count
-    return [(name, 100 * count / total) for name, count in own.most_common(top)] if total else []
+        own[frames[-1]] += count
+        for frame in set(frames):
+            if "(txregistry/" in frame:
+                inclusive[frame] += count
+    if not total:
+        return {"own": [], "inclusive": []}
+    return {
+        "own": [(name, 100 * count / total) for name, count in own.most_common(top)],
+        "inclusive": [(name, 100 * count / total) for name, count in inclusive.most_common(top)],
+    }
 
 
 # -- one registry in one run ------------------------------------------------------------------
@@ -671,6 +704,7 @@ class Inputs:
     manifest_type: str
     options: RegistryOptions
     profile: Path | None
+    profile_mode: str = "gil"
 
 
 def bench_one(registry: str, index: int, inputs: Inputs, scratch: Path) -> Run:
@@ -716,7 +750,7 @@ def bench_one(registry: str, index: int, inputs: Inputs, scratch: Path) -> Run:
         for name, path, method, accept in loads:
             step(f"hey {method} {path}, {workload.connections} connections")
             output = profile / f"{name}-run{index + 1}.txt" if profile else None
-            with Profile(pid, output):
+            with Profile(pid, output, inputs.profile_mode):
                 setattr(run, name, hey(process, path, method, workload, accept))
             if output is not None:
                 run.profiles[name] = str(output)
@@ -733,7 +767,7 @@ def bench_one(registry: str, index: int, inputs: Inputs, scratch: Path) -> Run:
 
         step(f"{workload.clients} clients pull at once")
         output = profile / f"many_pull-run{index + 1}.txt" if profile else None
-        with Profile(pid, output):
+        with Profile(pid, output, inputs.profile_mode):
             run.many_pull = many_pull(url, inputs.client_blobs, pid)
         if output is not None:
             run.profiles["many_pull"] = str(output)
@@ -994,7 +1028,14 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="DIR",
         help="py-spy record txregistry during the hey loads and the concurrent pull, into DIR "
-        "(raw collapsed stacks), and print the top functions by own time; this slows it a bit",
+        "(raw collapsed stacks), and print the top functions; this slows it down",
+    )
+    parser.add_argument(
+        "--profile-mode",
+        choices=("gil", "wall"),
+        default="gil",
+        help="gil: samples of threads holding the GIL (where Python spends CPU); "
+        "wall: every busy thread, also in system calls, without pausing the process",
     )
     parser.add_argument(
         "--scratch", type=Path, default=None, help="where data folders go (default: /tmp)"
@@ -1049,6 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
             manifest_type=args.manifest_type,
             options=options,
             profile=args.profile,
+            profile_mode=args.profile_mode,
         )
         for index in range(runs_wanted):
             # Alternate the order so that neither registry always goes first.
@@ -1079,14 +1121,20 @@ def main(argv: list[str] | None = None) -> int:
         f"\nhey, the clients and both registries share this machine's {os.cpu_count()} CPUs; "
         f"total time {time.perf_counter() - began:.0f} s"
     )
-    profiles: dict[str, list[tuple[str, float]]] = {}
+    profiles: dict[str, dict[str, list[tuple[str, float]]]] = {}
     for run in runs:
         for name, path in run.profiles.items():
-            top = own_time(Path(path))
-            profiles[f"{name}-run{run.index + 1}"] = top
-            print(f"\npy-spy, txregistry, {name} (run {run.index + 1}): top functions by own time")
-            for function, percent in top:
-                print(f"  {percent:5.1f}%  {function}")
+            hot = hot_functions(Path(path))
+            profiles[f"{name}-run{run.index + 1}"] = hot
+            print(
+                f"\npy-spy ({args.profile_mode}), txregistry, {name}, run {run.index + 1}: {path}"
+            )
+            print("  own time:")
+            for function, percent in hot["own"]:
+                print(f"    {percent:5.1f}%  {function}")
+            print("  txregistry functions, inclusive:")
+            for function, percent in hot["inclusive"][:8]:
+                print(f"    {percent:5.1f}%  {function}")
     if args.json is not None:
         document: dict[str, Any] = {
             "workload": asdict(workload),
@@ -1097,6 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
             "median": summary,
             "targets": checks,
             "runs": [{**asdict(run), "push_peak_rss_mb": run.push_peak_rss_mb} for run in runs],
+            "profile_mode": args.profile_mode if args.profile else None,
             "profiles": profiles,
             "machine": {
                 "python": platform.python_version(),

@@ -443,9 +443,13 @@ class HeldReader:
 
 
 class FakeRequest:
-    """What L{BlobStreamer} uses of a request: producer registration and write."""
+    """
+    What L{BlobStreamer} uses of a request: producer registration, write, and
+    the channel (L{None} once the client is gone).
+    """
 
     def __init__(self) -> None:
+        self.channel: Any = object()
         self.producer: Any = None
         self.streaming: bool | None = None
         self.written: list[bytes] = []

@@ -84,6 +84,22 @@ class IFileReader(Interface):
         """
 
 
+class ILocalFileReader(IFileReader):
+    """
+    An L{IFileReader} over a file of the local filesystem, which the HTTP
+    layer may send with C{sendfile(2)}: the kernel copies the bytes from the
+    page cache to the socket, with no copy through Python.
+    """
+
+    def local_file() -> tuple[int, int]:
+        """
+        The open file's descriptor and the offset reading would continue at.
+        The descriptor stays valid until C{close} and must not be closed by
+        the caller; reading it with C{sendfile} at explicit offsets does not
+        move the reader.
+        """
+
+
 class IFileWriter(Interface):
     """
     Appends bytes to one stored file.

@@ -26,6 +26,7 @@ from txregistry.interfaces import (
     FileInfo,
     IFileReader,
     IFileWriter,
+    ILocalFileReader,
     IStorageDriver,
     IStorageDriverFactory,
 )
@@ -48,16 +49,26 @@ def _in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
     return deferToThread(run)
 
 
-@implementer(IFileReader)
+@implementer(ILocalFileReader)
 class FilesystemReader:
     """Reads one open file in the thread pool."""
 
-    def __init__(self, file: IO[bytes]) -> None:
+    def __init__(self, file: IO[bytes], offset: int) -> None:
         self._file = file
+        self._offset = offset
+
+    def local_file(self) -> tuple[int, int]:
+        """See L{ILocalFileReader.local_file}."""
+        return self._file.fileno(), self._offset
 
     def read(self, max_bytes: int) -> Deferred[bytes]:
         """See L{IFileReader.read}."""
-        return deferToThread(self._file.read, max_bytes)
+        return deferToThread(self._read, max_bytes)
+
+    def _read(self, max_bytes: int) -> bytes:
+        data = self._file.read(max_bytes)
+        self._offset += len(data)
+        return data
 
     def close(self) -> Deferred[None]:
         """See L{IFileReader.close}."""
@@ -165,7 +176,7 @@ class FilesystemDriver:
             except BaseException:
                 file.close()
                 raise
-            return FilesystemReader(file)
+            return FilesystemReader(file, offset)
 
         return _in_thread(path, open_at)
 

@@ -23,11 +23,12 @@ from txregistry.config import Config
 from txregistry.digest import Digest
 from txregistry.drivers.errors import StorageUnavailableError
 from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
-from txregistry.interfaces import IFileReader
+from txregistry.interfaces import IFileReader, ILocalFileReader
 from txregistry.registry.repository import Registry, Repository
 from txregistry.registry.uploads import UploadAppender
 from txregistry.resources.download import BlobStreamer
 from txregistry.resources.routes import RequestHead, RouteMatch, match_route
+from txregistry.resources.sendfile import SendfileStreamer, sendfile_transport
 from txregistry.resources.streaming import UploadBody
 from txregistry.resources.upload_state import UploadStateSigner
 from txregistry.resources.urls import URLBuilder
@@ -271,7 +272,7 @@ async def _write(request: Request, response: Response, gone: list[Failure]) -> N
                 await reader.close()
         else:
             try:
-                await BlobStreamer(request, reader, length).stream()
+                await _streamer(request, reader, length).stream()
             except Exception:
                 # Headers are sent: all we can do is cut the connection, so
                 # the client sees a short body rather than a wrong one.
@@ -288,6 +289,16 @@ async def _write(request: Request, response: Response, gone: list[Failure]) -> N
             request.write(response.body)
     if not gone:
         request.finish()
+
+
+def _streamer(
+    request: Request, reader: IFileReader, length: int
+) -> BlobStreamer | SendfileStreamer:
+    """sendfile(2) for a local file on a plain TCP socket; reads and writes otherwise."""
+    transport = sendfile_transport(request)
+    if transport is not None and ILocalFileReader.providedBy(reader):
+        return SendfileStreamer(request, transport, reader, length)
+    return BlobStreamer(request, reader, length)
 
 
 class V2Resource(Resource):

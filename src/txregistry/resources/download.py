@@ -87,7 +87,7 @@ class BlobStreamer:
         if self._done.called:
             return
         self._stopped = True
-        if self._request.producer is self:
+        if self._request.producer is self and self._request.channel is not None:
             self._request.unregisterProducer()
         self._reader.close()
         self._done.callback(None) if outcome is None else self._done.errback(outcome)
