@@ -998,6 +998,30 @@ def table(
 # -- main ---------------------------------------------------------------------------------------
 
 
+def source_version() -> str:
+    """
+    The txregistry commit being measured, with C{+changes} when files under
+    C{src/} differ from it.
+    """
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*arguments: str) -> str:
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(root), *arguments],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except OSError:
+            return ""
+        return result.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--", "src") else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -1071,6 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="registry-bench-", dir=args.scratch))
     runs: list[Run] = []
     began = time.perf_counter()
+    version = source_version()
+    print(f"txregistry at {version}; {options.describe()}", flush=True)
     try:
         print("preparing: hashing the blobs, building the image with umoci", flush=True)
         pattern = Pattern(make_pattern(args.seed))
@@ -1137,6 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {percent:5.1f}%  {function}")
     if args.json is not None:
         document: dict[str, Any] = {
+            "txregistry_version": version,
             "workload": asdict(workload),
             "runs_per_registry": runs_wanted,
             "manifest_type": args.manifest_type,
