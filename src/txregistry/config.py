@@ -32,6 +32,8 @@ log:
 storage:
   filesystem:
     rootdirectory: ./registry-data
+  cache:
+    blobdescriptor: inmemory
   delete:
     enabled: false
 http:
@@ -303,6 +305,8 @@ class StorageConfig:
     delete_enabled: bool = False
     readonly: bool = False
     redirect_disabled: bool = False
+    blob_descriptor_cache: str | None = None
+    blob_descriptor_cache_size: int = 10000
 
 
 @dataclass(frozen=True)
@@ -442,7 +446,11 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
     parameters = storage[driver]
     if parameters is not None and not isinstance(parameters, Mapping):
         raise ConfigError(f"storage.{driver}", "must be a mapping of driver parameters")
-    cache = _section(storage, "cache").get("blobdescriptor")
+    cache_section = _section(storage, "cache")
+    cache = cache_section.get("blobdescriptor")
+    cache_size = cache_section.get("blobdescriptorsize", 10000)
+    if cache_size <= 0:
+        raise ConfigError("storage.cache.blobdescriptorsize", "must be a positive integer")
     if cache not in (None, "inmemory"):
         raise ConfigError(
             "storage.cache.blobdescriptor",
@@ -455,6 +463,8 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
         delete_enabled=bool(_section(storage, "delete").get("enabled", False)),
         readonly=bool(_section(maintenance, "readonly").get("enabled", False)),
         redirect_disabled=bool(_section(storage, "redirect").get("disable", False)),
+        blob_descriptor_cache=cache,
+        blob_descriptor_cache_size=cache_size,
     )
 
     http = _section(document, "http")

@@ -29,6 +29,7 @@ from txregistry.config import (
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
+from txregistry.registry.descriptor_cache import DescriptorCache
 from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.repository import Registry
 from txregistry.resources.site import RegistrySite, make_site
@@ -142,6 +143,11 @@ def build_service(
         readonly=config.storage.readonly,
         url_policy=URLPolicy.from_config(
             validation.disabled, list(validation.url_allow), list(validation.url_deny)
+        ),
+        descriptor_cache=(
+            DescriptorCache(config.storage.blob_descriptor_cache_size)
+            if config.storage.blob_descriptor_cache == "inmemory"
+            else None
         ),
     )
     secret = config.http.secret

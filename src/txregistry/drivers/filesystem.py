@@ -14,10 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import IO, Any, TypeVar
 
-from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IReactorThreads
-from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, check_parameters
@@ -30,6 +27,7 @@ from txregistry.interfaces import (
     IStorageDriver,
     IStorageDriverFactory,
 )
+from txregistry.threads import in_thread, set_pool_size
 
 T = TypeVar("T")
 
@@ -46,7 +44,7 @@ def _in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
             raise PathNotFoundError(path) from error
 
-    return deferToThread(run)
+    return in_thread(run)
 
 
 @implementer(ILocalFileReader)
@@ -63,7 +61,7 @@ class FilesystemReader:
 
     def read(self, max_bytes: int) -> Deferred[bytes]:
         """See L{IFileReader.read}."""
-        return deferToThread(self._read, max_bytes)
+        return in_thread(self._read, max_bytes)
 
     def _read(self, max_bytes: int) -> bytes:
         data = self._file.read(max_bytes)
@@ -72,7 +70,7 @@ class FilesystemReader:
 
     def close(self) -> Deferred[None]:
         """See L{IFileReader.close}."""
-        return deferToThread(self._file.close)
+        return in_thread(self._file.close)
 
 
 @implementer(IFileWriter)
@@ -87,7 +85,7 @@ class FilesystemWriter:
     def write(self, data: bytes) -> Deferred[None]:
         """See L{IFileWriter.write}."""
         self.size += len(data)
-        return deferToThread(self._write_all, data)
+        return in_thread(self._write_all, data)
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -97,7 +95,7 @@ class FilesystemWriter:
 
     def close(self) -> Deferred[None]:
         """See L{IFileWriter.close}."""
-        return deferToThread(self._file.close)
+        return in_thread(self._file.close)
 
     def commit(self) -> Deferred[None]:
         """See L{IFileWriter.commit}."""
@@ -107,7 +105,7 @@ class FilesystemWriter:
             os.fsync(self._file.fileno())
             self._file.close()
 
-        return deferToThread(sync_and_close)
+        return in_thread(sync_and_close)
 
     def cancel(self) -> Deferred[None]:
         """See L{IFileWriter.cancel}."""
@@ -119,7 +117,7 @@ class FilesystemWriter:
             except FileNotFoundError:
                 pass
 
-        return deferToThread(close_and_remove)
+        return in_thread(close_and_remove)
 
 
 @implementer(IStorageDriver)
@@ -307,8 +305,7 @@ class FilesystemDriverFactory:
         max_threads = parameters.get("maxthreads", 100)
         if max_threads < 25:
             raise ConfigError("storage.filesystem.maxthreads", "must be at least 25")
-        threads = IReactorThreads(_reactor)
-        threads.suggestThreadPoolSize(max_threads)
+        set_pool_size(max_threads)
         return FilesystemDriver(root)
 
 

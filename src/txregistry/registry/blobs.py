@@ -13,6 +13,10 @@ from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import BLOB_UNKNOWN, RegistryError
 from txregistry.interfaces import IFileReader, IStorageDriver
 from txregistry.registry import paths
+from txregistry.registry.descriptor_cache import DescriptorCache
+
+# The descriptor cache's kind for blobs linked into a repository.
+LAYER = "layer"
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,11 @@ class BlobStore:
 class LinkedBlobStore:
     """The blobs one repository links to; only those are served from it."""
 
-    def __init__(self, blobs: BlobStore, repository: str) -> None:
+    def __init__(self, blobs: BlobStore, repository: str, cache: DescriptorCache) -> None:
         self.blobs = blobs
         self.driver = blobs.driver
         self.repository = repository
+        self.cache = cache
 
     async def stat(self, digest: Digest) -> BlobDescriptor:
         """
@@ -71,13 +76,18 @@ class LinkedBlobStore:
         @raise txregistry.errors.RegistryError: BLOB_UNKNOWN when it is not
             linked here, or its content is gone.
         """
+        size = self.cache.get(self.repository, LAYER, digest)
+        if size is not None:
+            return BlobDescriptor(digest, size)
         try:
             linked = await self.driver.get_content(paths.layer_link(self.repository, digest))
         except PathNotFoundError:
             raise BLOB_UNKNOWN(str(digest)) from None
         if linked.strip() != paths.link_content(digest):
             raise BLOB_UNKNOWN(str(digest))
-        return await self.blobs.stat(digest)
+        descriptor = await self.blobs.stat(digest)
+        self.cache.set(self.repository, LAYER, digest, descriptor.size)
+        return descriptor
 
     async def link(self, digest: Digest) -> None:
         """Make a stored blob part of this repository."""
@@ -92,6 +102,7 @@ class LinkedBlobStore:
 
         @raise txregistry.errors.RegistryError: BLOB_UNKNOWN when not linked.
         """
+        self.cache.forget(self.repository, LAYER, digest)
         try:
             await self.driver.delete(paths.layer_link(self.repository, digest))
         except PathNotFoundError:

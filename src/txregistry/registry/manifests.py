@@ -30,12 +30,16 @@ from txregistry.errors import (
 from txregistry.interfaces import IStorageDriver
 from txregistry.registry import paths
 from txregistry.registry.blobs import LinkedBlobStore
+from txregistry.registry.descriptor_cache import DescriptorCache
 from txregistry.registry.manifest_formats import (
     LAYER_TYPES,
     Descriptor,
     Manifest,
     parse_manifest,
 )
+
+# The descriptor cache's kind for manifest revisions.
+REVISION = "revision"
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ class ManifestStore:
         blobs: LinkedBlobStore,
         parsed: ParsedManifests,
         url_policy: URLPolicy,
+        cache: DescriptorCache,
     ) -> None:
+        self.cache = cache
         self.driver = driver
         self.repository = repository
         self.blobs = blobs
@@ -116,10 +122,13 @@ class ManifestStore:
 
     async def exists(self, digest: Digest) -> bool:
         """Whether the manifest is part of this repository."""
+        if self.cache.get(self.repository, REVISION, digest) is not None:
+            return True
         try:
-            await self.driver.stat(paths.manifest_revision_link(self.repository, digest))
+            info = await self.driver.stat(paths.manifest_revision_link(self.repository, digest))
         except PathNotFoundError:
             return False
+        self.cache.set(self.repository, REVISION, digest, info.size)
         return True
 
     async def get(self, digest: Digest) -> Manifest:
@@ -203,6 +212,7 @@ class ManifestStore:
         @raise RegistryError: MANIFEST_UNKNOWN when it is not there.
         """
         manifest = await self.get(digest)
+        self.cache.forget(self.repository, REVISION, digest)
         try:
             await self.driver.delete(paths.manifest_revision(self.repository, digest))
         except PathNotFoundError:

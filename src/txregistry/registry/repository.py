@@ -9,6 +9,7 @@ from __future__ import annotations
 from txregistry.interfaces import IStorageDriver
 from txregistry.registry import catalog
 from txregistry.registry.blobs import BlobStore, LinkedBlobStore
+from txregistry.registry.descriptor_cache import DescriptorCache, NoDescriptorCache
 from txregistry.registry.manifests import ManifestStore, ParsedManifests, TagStore, URLPolicy
 from txregistry.registry.uploads import HashStates, Uploads
 
@@ -18,10 +19,15 @@ class Repository:
 
     def __init__(self, registry: Registry, name: str) -> None:
         self.name = name
-        self.blobs = LinkedBlobStore(registry.blobs, name)
+        self.blobs = LinkedBlobStore(registry.blobs, name, registry.descriptor_cache)
         self.uploads = Uploads(registry.driver, self.blobs, registry.hash_states)
         self.manifests = ManifestStore(
-            registry.driver, name, self.blobs, registry.parsed_manifests, registry.url_policy
+            registry.driver,
+            name,
+            self.blobs,
+            registry.parsed_manifests,
+            registry.url_policy,
+            registry.descriptor_cache,
         )
         self.tags = TagStore(registry.driver, name)
 
@@ -33,6 +39,7 @@ class Registry:
     @ivar delete_enabled: whether blobs and manifests may be deleted.
     @ivar readonly: whether every write is refused (maintenance mode).
     @ivar url_policy: which foreign layer URLs manifests may carry.
+    @ivar descriptor_cache: what is known to exist, per repository.
     """
 
     def __init__(
@@ -42,6 +49,7 @@ class Registry:
         delete_enabled: bool = False,
         readonly: bool = False,
         url_policy: URLPolicy | None = None,
+        descriptor_cache: DescriptorCache | None = None,
     ) -> None:
         self.driver = driver
         self.blobs = BlobStore(driver)
@@ -50,6 +58,7 @@ class Registry:
         self.delete_enabled = delete_enabled
         self.readonly = readonly
         self.url_policy = url_policy or URLPolicy.from_config(False, [], [])
+        self.descriptor_cache = descriptor_cache or NoDescriptorCache()
 
     def repository(self, name: str) -> Repository:
         """The repository called C{name}, which must be a valid name."""

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock, FirstError, gatherResults
-from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from txregistry.digest import CANONICAL_ALGORITHM, Digest
@@ -29,6 +28,7 @@ from txregistry.errors import BLOB_UPLOAD_UNKNOWN, DIGEST_INVALID
 from txregistry.interfaces import IFileWriter, IStorageDriver
 from txregistry.registry import paths
 from txregistry.registry.blobs import BlobDescriptor, LinkedBlobStore
+from txregistry.threads import in_thread
 
 # How many bytes one driver write takes at most: large enough that thread
 # hops and requests to object storage are few, small enough to bound memory.
@@ -141,7 +141,7 @@ class UploadAppender:
             taken += len(chunk)
         data = batch[0] if len(batch) == 1 else b"".join(batch)
         del batch
-        hashed = deferToThread(self.hasher.update, data)
+        hashed = in_thread(self.hasher.update, data)
         written = self.writer.write(data)
         self._in_flight = gatherResults([hashed, written], consumeErrors=True)
 
@@ -258,7 +258,7 @@ class UploadSession:
             raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
         try:
             while chunk := await reader.read(REHASH_READ):
-                await deferToThread(hasher.update, chunk)
+                await in_thread(hasher.update, chunk)
         finally:
             await reader.close()
         return hasher

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from twisted.internet.threads import deferToThread
-
 from txregistry.digest import Digest
 from txregistry.errors import (
     DIGEST_INVALID,
@@ -29,6 +27,7 @@ from txregistry.registry.manifest_formats import (
 )
 from txregistry.registry.repository import Repository
 from txregistry.resources.app import RequestContext, Response
+from txregistry.threads import in_thread
 
 # The platform served to clients that cannot read a Docker manifest list, as
 # Distribution does.
@@ -115,7 +114,7 @@ async def put_manifest(context: RequestContext) -> Response:
     stored when it is invalid or references content the repository lacks.
     """
     context.check_writable()
-    content = await deferToThread(_read_body, context)
+    content = await in_thread(_read_body, context)
     content_type = (context.head.header("Content-Type") or "").split(";", 1)[0].strip().lower()
     manifest = parse_manifest(content, content_type or None)
     reference = context.match.digest

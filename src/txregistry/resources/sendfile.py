@@ -27,12 +27,12 @@ from typing import Any
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from txregistry.interfaces import ILocalFileReader
+from txregistry.threads import in_thread
 
 # The most one thread hop sends: enough to amortise the hop, small enough
 # that a client on a fast link does not hold a thread for long.
@@ -128,7 +128,7 @@ class SendfileStreamer:
             self._finish(None)
             return
         self._sending = True
-        deferToThread(
+        in_thread(
             _send, self._socket_fd, self._file_fd, self._offset, self._remaining
         ).addCallbacks(self._sent, self._failed)
 

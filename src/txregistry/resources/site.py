@@ -6,6 +6,8 @@ with its handlers, and the streaming request factory.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -86,6 +88,22 @@ class RegistryChannel(http.HTTPChannel):
     """
 
     _first_bytes = True
+    _host: Any = None
+    _peer: Any = None
+
+    # Twisted asks for both addresses on every request, a system call each;
+    # they do not change during a connection.
+    def getHost(self) -> Any:
+        """The local address, asked of the transport once."""
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def getPeer(self) -> Any:
+        """The remote address, asked of the transport once."""
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
     def dataReceived(self, data: bytes) -> None:
         """Refuse a TLS ClientHello; hand anything else to HTTP."""
