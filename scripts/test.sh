@@ -8,17 +8,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive: the reference registry (Distribution 2.8),
 # curl, and the container clients of tests/test_clients.py (skopeo, podman,
 # buildah).  Installed when missing; needs root (or sudo).
-packages=(docker-registry curl skopeo podman buildah)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    sudo_cmd=()
-    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=scripts/debian.sh
+source scripts/debian.sh
+install_debian_packages docker-registry curl skopeo podman buildah
 
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh test

@@ -5,10 +5,9 @@ python=${PYTHON:-python3}
 extras=${1:-}
 if [ ! -x .venv/bin/python ]; then
     if ! "$python" -c "import ensurepip, venv" >/dev/null 2>&1; then
-        sudo_cmd=()
-        [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-        "${sudo_cmd[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq python3-venv
+        # shellcheck source=scripts/debian.sh
+        source scripts/debian.sh
+        install_debian_packages python3-venv
     fi
     "$python" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
