@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -43,6 +41,7 @@ from common import (
     add_registry_options,
     connection,
     expect,
+    machine,
     make_pattern,
     registry_options,
     rss_mb,
@@ -290,11 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": [asdict(run) for run in runs],
             "median": summary,
             "registries": options.describe(),
-            "machine": {
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "kernel": platform.release(),
-            },
+            "machine": machine(),
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0

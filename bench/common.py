@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import http.client
 import os
+import platform
 import random
 import shlex
 import threading
@@ -33,6 +34,15 @@ REGISTRIES = ("txregistry", "reference")
 
 
 # -- the registry process's memory and CPU -------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What a result file records of the machine it was measured on."""
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+    }
 
 
 def status_kib(pid: int, field_name: str) -> int:

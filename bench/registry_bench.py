@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import signal
@@ -70,6 +69,7 @@ from common import (
     add_registry_options,
     connection,
     expect,
+    machine,
     make_pattern,
     registry_options,
     rss_mb,
@@ -1174,11 +1174,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": [{**asdict(run), "push_peak_rss_mb": run.push_peak_rss_mb} for run in runs],
             "profile_mode": args.profile_mode if args.profile else None,
             "profiles": profiles,
-            "machine": {
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "kernel": platform.release(),
-            },
+            "machine": machine(),
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
