@@ -12,6 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import support
+from support import sha256
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -30,12 +33,6 @@ EMPTY_CONFIG_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310
 
 # Every manifest type this registry stores, as a client that takes them all asks.
 ACCEPT_ALL = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
-MISSING = "sha256:" + "0" * 64
-
-
-def sha256(data: bytes) -> str:
-    """The sha256 digest string of C{data}."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def sha512(data: bytes) -> str:
@@ -54,10 +51,11 @@ def descriptor(media_type: str, content: bytes, **extra: Any) -> dict[str, Any]:
 
 
 def assert_error(response: Any, status: int, *codes: str) -> None:
-    """An OCI error response of C{status} with exactly C{codes}, in order."""
-    assert response.status == status, response.body
-    assert response.header("Content-Type").startswith("application/json")
-    assert response.error_codes() == list(codes), response.body
+    """
+    An OCI error response of C{status} with exactly C{codes}, in order, and
+    its whole body (no C{HEAD}).
+    """
+    support.assert_error(response, status, *codes)
     assert int(response.header("Content-Length")) == len(response.body)
 
 

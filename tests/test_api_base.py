@@ -10,19 +10,13 @@ header and the configured C{X-Content-Type-Options}.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 
 import pytest
 
-MISSING = "sha256:" + "0" * 64
-
-
-def sha256(data):
-    """The sha256 digest string of C{data}."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+from support import MISSING, assert_error, sha256
 
 
 def test_version_check_get(registry):
@@ -56,13 +50,11 @@ def test_version_check_ignores_query(registry):
 
 
 def _assert_error(response, status, code):
-    assert response.status == status, response.body
-    assert response.header("Content-Type").startswith("application/json")
+    assert_error(response, status, code)
     document = response.json()
     assert isinstance(document["errors"], list) and document["errors"]
     for error in document["errors"]:
         assert isinstance(error["message"], str)
-    assert response.error_codes() == [code]
     assert response.header("Docker-Distribution-API-Version") == "registry/2.0"
     assert response.header("X-Content-Type-Options") == "nosniff"
     assert int(response.header("Content-Length")) == len(response.body)

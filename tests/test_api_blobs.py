@@ -12,19 +12,8 @@ import os
 
 import pytest
 
-MISSING = "sha256:" + "0" * 64
-EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-
-def sha256(data):
-    """The sha256 digest string of C{data}."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _assert_error(response, status, code):
-    assert response.status == status, response.body
-    assert response.header("Content-Type").startswith("application/json")
-    assert response.error_codes() == [code]
+from support import EMPTY, MISSING, sha256
+from support import assert_error as _assert_error
 
 
 @pytest.fixture

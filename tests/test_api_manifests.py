@@ -23,7 +23,6 @@ from manifest_support import (
     DOCKER_MANIFEST,
     EMPTY_CONFIG_DIGEST,
     EMPTY_TYPE,
-    MISSING,
     OCI_CONFIG,
     OCI_FOREIGN_LAYER,
     OCI_INDEX,
@@ -39,6 +38,7 @@ from manifest_support import (
     sha256,
     sha512,
 )
+from support import MISSING
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 

@@ -18,7 +18,6 @@ from urllib.parse import quote
 import pytest
 
 from manifest_support import (
-    MISSING,
     OCI_INDEX,
     OCI_MANIFEST,
     Images,
@@ -26,6 +25,7 @@ from manifest_support import (
     sha256,
     sha512,
 )
+from support import MISSING
 
 SBOM = "application/vnd.example.sbom+json"
 SIGNATURE = "application/vnd.example.signature"

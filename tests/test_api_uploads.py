@@ -19,20 +19,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-MISSING = "sha256:" + "0" * 64
-EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+from support import EMPTY, MISSING, sha256
+from support import assert_error as _assert_error
+
 UUID_PATTERN = "0123456789abcdef-"
-
-
-def sha256(data):
-    """The sha256 digest string of C{data}."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _assert_error(response, status, code):
-    assert response.status == status, response.body
-    assert response.header("Content-Type").startswith("application/json")
-    assert response.error_codes() == [code]
 
 
 def _with(location, **params):

@@ -1,0 +1,26 @@
+"""
+Helpers shared by the real-HTTP test modules: digests of test data and the
+check every OCI error response must pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+# A well-formed digest of content no test stores.
+MISSING = "sha256:" + "0" * 64
+# The digest of no bytes at all.
+EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def sha256(data: bytes) -> str:
+    """The sha256 digest string of C{data}."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def assert_error(response: Any, status: int, *codes: str) -> None:
+    """An OCI error response of C{status} with exactly C{codes}, in order."""
+    assert response.status == status, response.body
+    assert response.header("Content-Type").startswith("application/json")
+    assert response.error_codes() == list(codes), response.body
