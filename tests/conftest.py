@@ -21,6 +21,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -226,20 +227,22 @@ def _shared_registry_log_is_clean(request: pytest.FixtureRequest) -> Iterator[No
 StartRegistry = Callable[..., Registry]
 
 
-@pytest.fixture
-def start_registry(tmp_path: Path) -> Iterator[StartRegistry]:
+@contextmanager
+def _registry_starter(tmp_path: Path, label: str) -> Iterator[Callable[..., Registry]]:
     """
-    Start registries of one's own: C{start_registry(root=None, delete=True,
-    readonly=False, secret=SECRET, **http_options)}; a new storage root
-    unless C{root} is given.  Each is stopped at teardown, and fails the
-    test if it logged a traceback.
+    A function that starts registries of one's own:
+    C{start(sections=None, root=None, **http_options)}, each in its own
+    folder, with a new storage root unless C{root} is given; at teardown
+    each is stopped, and fails the test if it logged a traceback.
     """
     started: list[Registry] = []
 
-    def start(root: Path | None = None, **options: Any) -> Registry:
-        index = len(started)
-        workdir = tmp_path / f"registry-{index}"
-        server = _start(workdir, root or workdir / "root", f"registry-{index}", **options)
+    def start(
+        sections: Mapping[str, Any] | None = None, root: Path | None = None, **options: Any
+    ) -> Registry:
+        name = f"{label}-{len(started)}"
+        workdir = tmp_path / name
+        server = _start(workdir, root or workdir / "root", name, sections, **options)
         started.append(server)
         return server
 
@@ -249,6 +252,18 @@ def start_registry(tmp_path: Path) -> Iterator[StartRegistry]:
     for server in started:
         problems = server.log_problems()
         assert not problems, f"{server.process.name} logged:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def start_registry(tmp_path: Path) -> Iterator[StartRegistry]:
+    """
+    Start registries of one's own: C{start_registry(root=None, delete=True,
+    readonly=False, secret=SECRET, **http_options)}; a new storage root
+    unless C{root} is given.  Each is stopped at teardown, and fails the
+    test if it logged a traceback.
+    """
+    with _registry_starter(tmp_path, "registry") as start:
+        yield lambda root=None, **options: start(None, root, **options)
 
 
 @pytest.fixture(scope="module")
@@ -275,22 +290,8 @@ def start_registry_with(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
     replaced: C{start_registry_with(sections, root=None, **http_options)},
     as in C{start_registry_with({"catalog": {"maxentries": 3}})}.
     """
-    started: list[Registry] = []
-
-    def start(sections: Mapping[str, Any], root: Path | None = None, **options: Any) -> Registry:
-        index = len(started)
-        workdir = tmp_path / f"configured-{index}"
-        name = f"configured-{index}"
-        server = _start(workdir, root or workdir / "root", name, sections, **options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.process.stop()
-    for server in started:
-        problems = server.log_problems()
-        assert not problems, f"{server.process.name} logged:\n" + "\n".join(problems)
+    with _registry_starter(tmp_path, "configured") as start:
+        yield start
 
 
 @pytest.fixture
