@@ -14,11 +14,9 @@ from typing import Any
 
 import support
 from support import sha256
+from txregistry.registry.manifest_formats import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from txregistry.registry.manifest_formats import DOCKER_MANIFEST_LIST as DOCKER_LIST
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -24,7 +24,6 @@ import pytest
 from clients import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
-    DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_EMPTY,
     OCI_INDEX,
@@ -45,6 +44,7 @@ from clients import (
     same_image,
     sha256,
 )
+from txregistry.registry.manifest_formats import DOCKER_MANIFEST_LIST as DOCKER_LIST
 
 KINDS = ["reference", "txregistry"]
 

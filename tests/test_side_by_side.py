@@ -50,6 +50,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
+from txregistry.registry.manifest_formats import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from txregistry.registry.manifest_formats import DOCKER_MANIFEST_LIST as DOCKER_LIST
 from txregistry.testing.client import HTTPResponse
 from txregistry.testing.process import REFERENCE_BINARY, RegistryProcess, base_config
 
@@ -61,12 +63,8 @@ CATALOG_MAX = 5
 
 # -- media types -----------------------------------------------------------------
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
