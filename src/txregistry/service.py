@@ -16,7 +16,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IReactorProcess, IReactorSocket
+from twisted.internet.interfaces import IReactorProcess, IReactorSocket, IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -175,7 +175,11 @@ def build_service(
     # The workers must sign and check upload state with the same secret.
     environment = {**os.environ, "REGISTRY_HTTP_SECRET": secret}
     supervisor = WorkerSupervisor(
-        IReactorProcess(reactor), worker_command(argv or sys.argv), environment, workers - 1
+        IReactorProcess(reactor),
+        IReactorTime(reactor),
+        worker_command(argv or sys.argv),
+        environment,
+        workers - 1,
     )
     both = MultiService()
     service.setServiceParent(both)

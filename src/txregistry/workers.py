@@ -28,6 +28,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IReactorProcess,
     IReactorSocket,
+    IReactorTime,
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import ProcessProtocol, ServerFactory
@@ -125,11 +126,13 @@ class WorkerSupervisor(Service):
     def __init__(
         self,
         reactor: IReactorProcess,
+        clock: IReactorTime,
         command: Sequence[str],
         environment: dict[str, str],
         count: int,
     ) -> None:
         self.reactor = reactor
+        self.clock = clock
         self.command = list(command)
         self.environment = environment
         self.count = count
@@ -164,9 +167,7 @@ class WorkerSupervisor(Service):
                 number=worker.number,
                 reason=reason.value if not reason.check(ProcessDone) else "exit 0",
             )
-            from twisted.internet import reactor
-
-            reactor.callLater(RESPAWN_DELAY, self._spawn, worker.number)
+            self.clock.callLater(RESPAWN_DELAY, self._spawn, worker.number)
 
     def stopService(self) -> Deferred[object]:
         """Ask every worker to stop (SIGTERM), then kill the stragglers."""
@@ -175,13 +176,12 @@ class WorkerSupervisor(Service):
         for worker in list(self.workers.values()):
             endings.append(worker.ended)
             _signal(worker, "TERM")
-        from twisted.internet import reactor
 
         def kill_stragglers() -> None:
             for worker in list(self.workers.values()):
                 _signal(worker, "KILL")
 
-        stragglers = reactor.callLater(STOP_TIMEOUT, kill_stragglers)
+        stragglers = self.clock.callLater(STOP_TIMEOUT, kill_stragglers)
 
         def stopped(result: object) -> object:
             if stragglers.active():
