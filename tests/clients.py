@@ -391,13 +391,22 @@ class Target:
 
     SECRET = "client-tests-secret"
 
-    def __init__(self, kind: str, root: Path, workdir: Path) -> None:
-        assert kind in ("reference", "txregistry"), kind
+    def __init__(
+        self, kind: str, root: Path, workdir: Path, storage: dict[str, Any] | None = None
+    ) -> None:
+        """
+        @param kind: C{reference}, or a name starting with C{txregistry}.
+        @param storage: a C{storage} config section replacing the
+            filesystem one under C{root}.
+        """
+        assert kind == "reference" or kind.startswith("txregistry"), kind
         if kind == "reference":
             require(REFERENCE_BINARY)
         self.kind = kind
         self.root = root
         config = base_config(root, http={"addr": "127.0.0.1:0", "secret": self.SECRET})
+        if storage is not None:
+            config["storage"] = storage
         self.process = RegistryProcess(workdir, config, reference=kind == "reference", name=kind)
 
     def start(self) -> Target:
@@ -427,14 +436,24 @@ class Target:
         path: str,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        follow: bool = False,
     ) -> HTTPResponse:
-        """One request to C{/v2/path}; never a 5xx."""
+        """
+        One request to C{/v2/path}; never a 5xx.
+
+        @param follow: follow a 307 to the storage (a presigned URL), as
+            clients do, and answer with what the storage answered.
+        """
         mark = self.log_mark()
         response = request(method, f"{self.process.url}/v2/{path}", body, headers)
         assert response.status < 500, (
             f"{self.kind}: {method} /v2/{path} answered {response.status}: "
             f"{response.body[:2000]!r}\n{self.log_since(mark)}"
         )
+        if follow and response.status == 307:
+            location = response.header("Location") or ""
+            assert location.startswith("http://127.0.0.1:"), location
+            response = request(method, location)
         return response
 
     # -- the log -----------------------------------------------------------------------
@@ -460,7 +479,7 @@ class Target:
 
     def log_problems(self, mark: int = 0) -> list[str]:
         """Lines logged since C{mark} that say something went wrong (txregistry)."""
-        if self.kind != "txregistry":
+        if self.kind == "reference":
             return []
         return [line for line in self._logged(mark) if any(p in line for p in LOG_PROBLEMS)]
 

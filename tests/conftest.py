@@ -12,7 +12,9 @@ Fixtures:
   - C{start_registry_with}: the same, with whole config sections added
     (C{validation}, C{catalog}, ...);
   - C{module_registry}: a process of one test module's own;
-  - C{repo}: a repository name no other test uses.
+  - C{repo}: a repository name no other test uses;
+  - C{s3_server}: an S3-compatible server (moto's) for the whole session,
+    started by the first test that asks for it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pytest
 
 from txregistry.testing.client import HTTPResponse, request
 from txregistry.testing.process import RegistryProcess, base_config
+from txregistry.testing.s3server import S3ServerProcess
 
 SECRET = "api-tests-secret"
 EXTRA_HEADERS = {"X-Content-Type-Options": ["nosniff"]}
@@ -292,6 +295,16 @@ def start_registry_with(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
     """
     with _registry_starter(tmp_path, "configured") as start:
         yield start
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerProcess]:
+    """
+    An S3-compatible server (moto's) on 127.0.0.1 for the session; each
+    user makes a bucket of its own (C{s3_server.create_bucket}).
+    """
+    with S3ServerProcess(tmp_path_factory.mktemp("s3-server")) as server:
+        yield server
 
 
 @pytest.fixture

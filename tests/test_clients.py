@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,12 @@ from clients import (
     sha256,
 )
 from txregistry.registry.manifest_formats import DOCKER_MANIFEST_LIST as DOCKER_LIST
+from txregistry.testing.s3server import S3ServerProcess
 
-KINDS = ["reference", "txregistry"]
+# txregistry on the filesystem, and on S3 (moto's server) with blob GETs
+# streamed through the registry or redirected to presigned URLs.
+TXREGISTRY_KINDS = ["txregistry", "txregistry-s3", "txregistry-s3-redirect"]
+KINDS = ["reference", *TXREGISTRY_KINDS]
 
 
 # -- fixtures --------------------------------------------------------------------------
@@ -82,13 +87,30 @@ def kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
+def _storage(kind: str, request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    """The storage section of a C{txregistry-s3*} kind: a bucket of its own."""
+    if not kind.startswith("txregistry-s3"):
+        return None
+    s3: S3ServerProcess = request.getfixturevalue("s3_server")
+    bucket = f"clients-{kind}"
+    s3.create_bucket(bucket)
+    return {
+        **s3.storage_parameters(bucket, "/registry"),
+        "delete": {"enabled": True},
+        "redirect": {"disable": kind != "txregistry-s3-redirect"},
+    }
+
+
 @pytest.fixture(scope="module")
 def target(
-    kind: str, clients: Clients, tmp_path_factory: pytest.TempPathFactory
+    kind: str,
+    clients: Clients,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Target]:
     """The registry under test, with deletes enabled, for the whole module."""
     workdir = tmp_path_factory.mktemp(kind)
-    server = Target(kind, workdir / "root", workdir).start()
+    server = Target(kind, workdir / "root", workdir, _storage(kind, request)).start()
     clients.allow(server)
     try:
         yield server
@@ -159,7 +181,7 @@ def test_skopeo_push(target: Target, clients: Clients, images: ImageSet) -> None
         assert response.header("Docker-Content-Digest") == image.digest
         assert response.header("Content-Type") == OCI_MANIFEST
     for blob in (image.config, *image.layers):
-        response = target.request("HEAD", f"clients/push/blobs/{blob.digest}")
+        response = target.request("HEAD", f"clients/push/blobs/{blob.digest}", follow=True)
         assert response.status == 200, blob
         assert response.header("Content-Length") == str(blob.size)
 
@@ -212,6 +234,14 @@ def test_skopeo_pull_back(
     out = tmp_path / "out"
     same_image(clients.pull(target, "clients/pull:v1", out, "by-tag"), image)
     same_image(clients.pull(target, f"clients/pull@{image.digest}", out, "by-digest"), image)
+    layer = image.layers[0]
+    response = target.request("GET", f"clients/pull/blobs/{layer.digest}")
+    if target.kind == "txregistry-s3-redirect":
+        # Blobs come from the bucket itself, through a presigned URL.
+        assert response.status == 307, response.status
+        response = target.request("GET", f"clients/pull/blobs/{layer.digest}", follow=True)
+    assert response.status == 200
+    assert sha256(response.body) == layer.digest
     for blob in (image.config, *image.layers):
         assert OCILayout(out).blob(blob.digest) == images.layout.blob(blob.digest)
 
@@ -452,7 +482,7 @@ def push_referrer(
 # Distribution 2.8 predates OCI Distribution 1.1: it has no referrers API
 # (GET /v2/<name>/referrers/<digest> is 404 there) and ignores "subject", so
 # this test runs against txregistry only.
-@pytest.mark.parametrize("kind", ["txregistry"], indirect=True)
+@pytest.mark.parametrize("kind", TXREGISTRY_KINDS, indirect=True)
 def test_referrers(target: Target, clients: Clients, images: ImageSet) -> None:
     """
     Artifacts whose C{subject} is a pushed image are listed by

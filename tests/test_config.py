@@ -27,6 +27,8 @@ from txregistry.config import (
     Config,
     ConfigError,
     LogConfig,
+    MiddlewareConfig,
+    MiddlewareEntry,
     endpoint_description,
     load_config,
 )
@@ -177,6 +179,59 @@ class DocumentTests(ConfigTestCase):
         self.assertEqual(config.catalog_max_entries, 10)
 
 
+class MiddlewareSectionTests(ConfigTestCase):
+    """C{middleware.storage} becomes typed entries; the plugins check names and options."""
+
+    def test_storage_entries(self) -> None:
+        """Entries keep their order, name, options and key; options may be absent."""
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                middleware:
+                  storage:
+                    - name: redirect
+                      options:
+                        baseurl: https://example.com/
+                    - name: other
+                    - name: spare
+                      disabled: true
+                      options:
+                """
+            )
+        )
+        self.assertEqual(
+            config.middleware.storage,
+            (
+                MiddlewareEntry(
+                    "middleware.storage[0]", "redirect", {"baseurl": "https://example.com/"}
+                ),
+                MiddlewareEntry("middleware.storage[1]", "other", {}),
+                MiddlewareEntry("middleware.storage[2]", "spare", {}, disabled=True),
+            ),
+        )
+
+    def test_none(self) -> None:
+        """Without the section, or with an empty list, there is no middleware."""
+        for extra in ("", "middleware: {}\n", "middleware: {storage: []}\n", "middleware:\n"):
+            self.assertEqual(load(MINIMAL + extra).middleware, MiddlewareConfig(), extra)
+
+    def test_environment(self) -> None:
+        """C{REGISTRY_MIDDLEWARE_STORAGE} sets the whole list, read as YAML."""
+        config = load(
+            MINIMAL,
+            REGISTRY_MIDDLEWARE_STORAGE="[{name: redirect, options: {baseurl: 'http://a/'}}]",
+        )
+        self.assertEqual(
+            config.middleware.storage,
+            (MiddlewareEntry("middleware.storage[0]", "redirect", {"baseurl": "http://a/"}),),
+        )
+        error = self.error(MINIMAL, REGISTRY_MIDDLEWARE_STORAGE_NAME="redirect")
+        self.assertEqual(error.key, "REGISTRY_MIDDLEWARE_STORAGE_NAME")
+        error = self.error(MINIMAL, REGISTRY_MIDDLEWARE_REGISTRY="[{name: x}]")
+        self.assertEqual(error.key, "middleware.registry")
+
+
 class EnvironmentTests(ConfigTestCase):
     """C{REGISTRY_*} variables override the file, as for Distribution."""
 
@@ -317,10 +372,10 @@ class MistakeTests(ConfigTestCase):
 
     def test_drivers(self) -> None:
         """Exactly one installed driver must be named."""
-        error = self.error("version: 0.1\nstorage:\n  s3: {bucket: b}\n")
-        self.assertEqual(error.key, "storage.s3")
-        self.assertIn("filesystem", error.problem)
-        self.assertIn("inmemory", error.problem)
+        error = self.error("version: 0.1\nstorage:\n  gcs: {bucket: b}\n")
+        self.assertEqual(error.key, "storage.gcs")
+        for installed in ("filesystem", "inmemory", "s3"):
+            self.assertIn(installed, error.problem)
         error = self.error("version: 0.1\nstorage:\n  inmemory: {}\n  filesystem: {}\n")
         self.assertEqual(error.key, "storage")
         self.assertIn("more than one", error.problem)
@@ -350,11 +405,36 @@ class MistakeTests(ConfigTestCase):
             ("notifications: {endpoints: []}\n", "notifications"),
             ("proxy: {remoteurl: https://registry-1.docker.io}\n", "proxy"),
             ("http: {tls: {certificate: /c.pem, key: /k.pem}}\n", "http.tls"),
-            ("middleware: {storage: []}\n", "middleware"),
+            ("middleware: {registry: [{name: x}]}\n", "middleware.registry"),
+            ("middleware: {repository: [{name: x}]}\n", "middleware.repository"),
         ]:
             error = self.error(MINIMAL + extra)
             self.assertEqual(error.key, key, extra)
             self.assertIn("not supported", error.problem)
+
+    def test_storage_middleware_mistakes(self) -> None:
+        """The shape of every C{middleware.storage} entry is checked, naming the key."""
+        for extra, key in [
+            ("middleware: {storage: {name: redirect}}\n", "middleware.storage"),
+            ("middleware: {bogus: []}\n", "middleware.bogus"),
+            ("middleware: {storage: [redirect]}\n", "middleware.storage[0]"),
+            ("middleware: {storage: [{options: {}}]}\n", "middleware.storage[0].name"),
+            ("middleware: {storage: [{name: a}, {name: ''}]}\n", "middleware.storage[1].name"),
+            ("middleware: {storage: [{name: [a]}]}\n", "middleware.storage[0].name"),
+            ("middleware: {storage: [{name: a, options: [b]}]}\n", "middleware.storage[0].options"),
+            (
+                "middleware: {storage: [{name: a, options: {1: b}}]}\n",
+                "middleware.storage[0].options.1",
+            ),
+            (
+                "middleware: {storage: [{name: a, disabled: no way}]}\n",
+                "middleware.storage[0].disabled",
+            ),
+            ("middleware: {storage: [{name: a, bogus: 1}]}\n", "middleware.storage[0].bogus"),
+        ]:
+            error = self.error(MINIMAL + extra)
+            self.assertEqual(error.key, key, extra)
+            self.assertNotIn("\n", str(error))
 
     def test_ignored_sections_warn(self) -> None:
         """Sections that only forgo a convenience are accepted with a warning each."""
@@ -464,6 +544,23 @@ class ProcessTests(SynchronousTestCase):
             "http:\n  addr: 127.0.0.1:0\n"
         )
         self.assert_one_line(result, "storage.filesystem.bogus: unknown key")
+
+    def test_unknown_storage_middleware(self) -> None:
+        """A storage middleware no plugin provides, found when the driver is wrapped."""
+        result = self.run_registry(
+            MINIMAL + "http:\n  addr: 127.0.0.1:0\nmiddleware:\n  storage:\n    - name: cdn\n"
+        )
+        self.assert_one_line(result, "middleware.storage[0].name: unknown storage middleware")
+        self.assertIn("redirect", result.stderr)
+
+    def test_bad_redirect_base_url(self) -> None:
+        """An option the middleware's factory refuses."""
+        result = self.run_registry(
+            MINIMAL
+            + "http:\n  addr: 127.0.0.1:0\nmiddleware:\n  storage:\n    - name: redirect\n"
+            + "      options: {baseurl: cdn.example}\n"
+        )
+        self.assert_one_line(result, "middleware.storage[0].options.baseurl: ")
 
 
 class LogFormatTests(SynchronousTestCase):

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
-import textwrap
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.plugin import IPlugin, getPlugins
@@ -155,27 +153,6 @@ class PluginDiscoveryTests(SynchronousTestCase):
         filesystem = factories["filesystem"].create({"rootdirectory": root, "maxthreads": 25})
         self.assertIsInstance(filesystem, FilesystemDriver)
         self.assertEqual(filesystem.root, root)
-
-    def test_third_party_plugin_found(self) -> None:
-        """A driver shipped in another distribution's twisted/plugins is found by name."""
-        directory = _temporary_directory(self)
-        with open(os.path.join(directory, "txregistry_test_thirdparty.py"), "w") as plugin:
-            plugin.write(
-                textwrap.dedent(
-                    """
-                    from txregistry.drivers.plugins import LazyDriverFactory
-
-                    thirdparty = LazyDriverFactory(
-                        "thirdparty", "txregistry.drivers.inmemory", "InMemoryDriverFactory"
-                    )
-                    """
-                )
-            )
-        self.patch(twisted.plugins, "__path__", [*twisted.plugins.__path__, directory])
-        self.addCleanup(sys.modules.pop, "twisted.plugins.txregistry_test_thirdparty", None)
-        factories = driver_factories()
-        self.assertIn("thirdparty", factories)
-        self.assertIsInstance(factories["thirdparty"].create({}), InMemoryDriver)
 
 
 class FactoryParameterTests(SynchronousTestCase):

@@ -86,6 +86,10 @@ class _StringList:
     """A list of strings, or one string."""
 
 
+class _MiddlewareList:
+    """A list of middleware entries (C{name}, C{options}, C{disabled})."""
+
+
 _NOT_YET = "is not supported by txregistry yet"
 _Schema = dict[str, Any]
 
@@ -126,7 +130,11 @@ _SCHEMA: _Schema = {
         "debug": _Ignored("the debug server is not implemented yet; ignored"),
     },
     "auth": _Unsupported(f"access control {_NOT_YET}; refusing to serve without it"),
-    "middleware": _Unsupported(f"middleware {_NOT_YET}"),
+    "middleware": {
+        "storage": _MiddlewareList,
+        "registry": _Unsupported(f"registry middleware {_NOT_YET}"),
+        "repository": _Unsupported(f"repository middleware {_NOT_YET}"),
+    },
     "notifications": _Unsupported(f"notifications {_NOT_YET}; events would be lost"),
     "redis": _Ignored("the Redis cache is not implemented yet; ignored"),
     "health": _Ignored("health checks are not implemented yet; ignored"),
@@ -152,6 +160,8 @@ def _type_name(kind: Any) -> str:
         return 'a duration such as "10s"'
     if kind is _StringList:
         return "a list of strings"
+    if kind is _MiddlewareList:
+        return "a list of middleware entries"
     return names.get(kind, str(kind))
 
 
@@ -190,6 +200,8 @@ def _is_instance(value: Any, kind: Any) -> bool:
             and isinstance(value, list)
             and all(isinstance(item, str) for item in value)
         ):
+            return True
+        if one is _MiddlewareList and isinstance(value, list):
             return True
         if one is _Duration and (
             (isinstance(value, int) and not isinstance(value, bool))
@@ -334,6 +346,35 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class MiddlewareEntry:
+    """
+    One entry of a C{middleware} list: the plugin it names and its options.
+    Whether the name is installed and the options suit it is for the plugin
+    to say (see L{txregistry.middleware.storage}).
+
+    @ivar key: the entry's key in the config, such as C{middleware.storage[0]},
+        for naming it in errors.
+    @ivar disabled: Distribution's flag for turning an entry off while
+        keeping it in the file.
+    """
+
+    key: str
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class MiddlewareConfig:
+    """
+    The C{middleware} section: the storage middleware, applied in order
+    around the driver (the first entry wraps the driver itself).
+    """
+
+    storage: tuple[MiddlewareEntry, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, checked configuration."""
 
@@ -342,6 +383,7 @@ class Config:
     http: HTTPConfig
     catalog_max_entries: int = 1000
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
     warnings: tuple[str, ...] = ()
 
 
@@ -376,6 +418,37 @@ def _headers(value: Mapping[str, Any]) -> dict[str, list[str]]:
 def _section(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = document.get(key)
     return value if isinstance(value, Mapping) else {}
+
+
+_ENTRY_KEYS = ("name", "options", "disabled")
+
+
+def _middleware_entries(section: str, entries: list[Any] | None) -> tuple[MiddlewareEntry, ...]:
+    """The typed entries of the middleware list at C{section}."""
+    parsed = []
+    for index, entry in enumerate(entries or []):
+        key = f"{section}[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(key, "must be a mapping with a name and options")
+        for name in entry:
+            if name not in _ENTRY_KEYS:
+                raise ConfigError(f"{key}.{name}", "unknown key")
+        name = entry.get("name")
+        if name is None:
+            raise ConfigError(f"{key}.name", "missing; the name of the middleware to apply")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}.name", "must be a non-empty string")
+        options = entry.get("options")
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(f"{key}.options", "must be a mapping")
+        for option in options or {}:
+            if not isinstance(option, str):
+                raise ConfigError(f"{key}.options.{option}", "keys must be strings")
+        disabled = entry.get("disabled", False)
+        if not isinstance(disabled, bool):
+            raise ConfigError(f"{key}.disabled", "must be true or false")
+        parsed.append(MiddlewareEntry(key, name, dict(options or {}), disabled))
+    return tuple(parsed)
 
 
 def endpoint_description(addr: str, net: str) -> str:
@@ -503,6 +576,7 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
                     f"validation.manifests.urls.{key}[{index}]",
                     f"is not a regular expression: {error}",
                 ) from None
+    middleware = _section(document, "middleware")
     return Config(
         log=log_config,
         storage=storage_config,
@@ -512,6 +586,9 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
             disabled=bool(validation.get("disabled", False)),
             url_allow=tuple(urls.get("allow") or ()),
             url_deny=tuple(urls.get("deny") or ()),
+        ),
+        middleware=MiddlewareConfig(
+            storage=_middleware_entries("middleware.storage", middleware.get("storage"))
         ),
         warnings=tuple(warnings),
     )

@@ -247,3 +247,46 @@ class IStorageDriverFactory(Interface):
         @raise txregistry.config.ConfigError: naming the key, for an unknown
             parameter or a value of the wrong type.
         """
+
+
+class IStorageMiddlewareFactory(Interface):
+    """
+    A Twisted plugin (also providing L{twisted.plugin.IPlugin}) that wraps
+    storage drivers in middleware, as Distribution's storage middleware
+    does (C{registry/storage/driver/middleware}).  Each entry of the
+    config's C{middleware.storage} list names a factory:
+
+        middleware:
+          storage:
+            - name: redirect
+              options: {baseurl: https://cdn.example/}
+
+    picks the factory whose C{name} is C{redirect} and calls C{wrap} with
+    the driver built so far and C{{"baseurl": "https://cdn.example/"}}.
+    Entries apply in order: the first wraps the configured driver, the next
+    wraps the first's driver, and so on; the registry's path checks
+    (L{txregistry.drivers.base.ValidatingDriver}) wrap the last, so a
+    middleware sees only valid paths.  Third-party packages ship their own
+    module under C{twisted/plugins/}.
+
+    The driver C{wrap} returns is a full L{IStorageDriver} with the same
+    semantics: it changes what it is for (C{redirect_url}, say) and
+    delegates every other call to the wrapped driver unchanged, errors
+    included.  L{txregistry.middleware.storage.DelegatingDriver} does the
+    delegating for a subclass.
+    """
+
+    name = Attribute("The name a middleware.storage entry selects the middleware by.")
+
+    def wrap(driver: IStorageDriver, options: Mapping[str, Any]) -> IStorageDriver:
+        """
+        Wrap C{driver} in the middleware, configured by C{options}.  Called
+        once, at start-up.
+
+        @param options: the entry's C{options}; empty when it has none.
+        @return: the wrapping driver.
+        @raise txregistry.config.ConfigError: for an unknown option, a
+            missing one or a bad value, its key relative to the entry
+            (C{options.baseurl}); the registry adds the entry's own key, so
+            the error names C{middleware.storage[0].options.baseurl}.
+        """

@@ -29,6 +29,8 @@ from txregistry.config import (
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
+from txregistry.middleware.plugins import storage_middleware_factories
+from txregistry.middleware.storage import apply_storage_middleware
 from txregistry.registry.descriptor_cache import DescriptorCache
 from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.repository import Registry
@@ -135,7 +137,13 @@ def build_service(
     C{argv}, share the port (see L{txregistry.workers}).
     """
     factory = driver_factories()[config.storage.driver]
-    driver = ValidatingDriver(factory.create(config.storage.parameters))
+    driver = ValidatingDriver(
+        apply_storage_middleware(
+            factory.create(config.storage.parameters),
+            config.middleware.storage,
+            storage_middleware_factories(),
+        )
+    )
     validation = config.validation
     registry = Registry(
         driver,

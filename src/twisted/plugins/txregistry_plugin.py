@@ -9,6 +9,7 @@ imports nothing heavy: every object here names the module that does the work.
 from twisted.application.service import ServiceMaker
 
 from txregistry.drivers.plugins import LazyDriverFactory
+from txregistry.middleware.plugins import LazyStorageMiddlewareFactory
 
 registry = ServiceMaker(
     "txregistry",
@@ -22,4 +23,12 @@ filesystemDriver = LazyDriverFactory(
 )
 inmemoryDriver = LazyDriverFactory(
     "inmemory", "txregistry.drivers.inmemory", "InMemoryDriverFactory"
+)
+s3Driver = LazyDriverFactory("s3", "txregistry.drivers.s3", "S3DriverFactory")
+# Distribution's other name for its s3-aws driver.
+s3awsDriver = LazyDriverFactory("s3aws", "txregistry.drivers.s3", "S3DriverFactory")
+
+# Storage middleware: middleware.storage entries name these.
+redirectMiddleware = LazyStorageMiddlewareFactory(
+    "redirect", "txregistry.middleware.redirect", "RedirectMiddlewareFactory"
 )

@@ -273,10 +273,13 @@ async def _write(request: Request, response: Response, gone: list[Failure]) -> N
         else:
             try:
                 await _streamer(request, reader, length).stream()
-            except Exception:
+            except Exception as error:
                 # Headers are sent: all we can do is cut the connection, so
                 # the client sees a short body rather than a wrong one.
-                _log.failure("streaming a blob failed")
+                if isinstance(error, StorageUnavailableError):
+                    _log.warn("storage unavailable while streaming a blob: {error}", error=error)
+                else:
+                    _log.failure("streaming a blob failed")
                 transport: Any = request.channel.transport if request.channel else None
                 if transport is not None:
                     transport.abortConnection()

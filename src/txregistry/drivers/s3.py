@@ -1,0 +1,653 @@
+# -*- test-case-name: tests.test_drivers_s3 -*-
+"""
+The C{s3} storage driver: S3 and S3-compatible object storage, laid out as
+Distribution's C{s3-aws} driver lays it out (a driver path is the key below
+C{rootdirectory}), so either serves the other's bucket.
+
+Every request goes through botocore in the thread pool of
+L{txregistry.threads}: the reactor never waits on the network, and botocore
+brings request signing, retries with back-off, checksums and credential
+discovery, which would otherwise have to be written again over treq.
+
+Writers
+=======
+A writer buffers up to C{chunksize} bytes, then sends them as one part of a
+multipart upload, with at most one part in flight: memory stays within two
+chunks per writer, and C{write} fires only once the bucket took the previous
+part, which slows the client down when the bucket is slow.  C{close} and
+C{commit} both complete the upload, so the bytes are an object any process
+can read.  C{writer(path, append=True)} continues such an object by starting
+a new multipart upload whose first parts are server-side copies of it
+(objects under 5 MiB, too small to be a part, are read back instead), as
+Distribution's driver does; a multipart upload that Distribution left open
+at the key is completed first, so its bytes are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from itertools import pairwise
+from typing import Any, TypeVar
+
+from twisted.internet.defer import (
+    Deferred,
+    DeferredSemaphore,
+    FirstError,
+    ensureDeferred,
+    gatherResults,
+)
+from zope.interface import implementer
+
+from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
+from txregistry.drivers.s3_parameters import (
+    MAX_PART_SIZE,
+    MIN_CHUNK_SIZE,
+    S3Parameters,
+    parse_parameters,
+)
+from txregistry.interfaces import (
+    FileInfo,
+    IFileReader,
+    IFileWriter,
+    IStorageDriver,
+    IStorageDriverFactory,
+)
+from txregistry.threads import in_thread
+
+T = TypeVar("T")
+
+# How long a presigned URL stays valid, as for Distribution.
+PRESIGN_SECONDS = 20 * 60
+# The most keys one DeleteObjects request takes.
+DELETE_BATCH = 1000
+_NOT_FOUND = ("NoSuchKey", "NotFound", "404", "NoSuchUpload")
+
+
+def _is_missing(error: Exception) -> bool:
+    """Whether a botocore C{ClientError} says the key (or upload) is not there."""
+    response = getattr(error, "response", {})
+    return str(response.get("Error", {}).get("Code", "")) in _NOT_FOUND
+
+
+def _call(path: str, work: Callable[[], T]) -> T:
+    """
+    Run C{work} (in a pool thread), turning botocore's errors into driver
+    errors: a missing key is L{PathNotFoundError}; everything else the
+    bucket or the network answers is L{StorageUnavailableError}.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return work()
+    except ClientError as error:
+        if _is_missing(error):
+            raise PathNotFoundError(path) from None
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        raise StorageUnavailableError(f"{path}: the bucket answered {code or error}") from None
+    except BotoCoreError as error:
+        raise StorageUnavailableError(f"{path}: {error}") from None
+    except OSError as error:
+        # urllib3's read errors on a streaming body surface as OSErrors.
+        raise StorageUnavailableError(f"{path}: {error}") from None
+
+
+def _in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
+    return in_thread(_call, path, work)
+
+
+@implementer(IFileReader)
+class S3Reader:
+    """Reads the body of one GetObject response, in the thread pool."""
+
+    def __init__(self, path: str, body: Any) -> None:
+        self._path = path
+        self._body = body
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        """See L{IFileReader.read}."""
+        if self._body is None:
+            return _done(b"")
+        body = self._body
+        return _in_thread(self._path, lambda: bytes(body.read(max_bytes)))
+
+    def close(self) -> Deferred[None]:
+        """See L{IFileReader.close}."""
+        body, self._body = self._body, None
+        if body is None:
+            return _done(None)
+        return in_thread(body.close)
+
+
+def _done(value: T) -> Deferred[T]:
+    result: Deferred[T] = Deferred()
+    result.callback(value)
+    return result
+
+
+@implementer(IFileWriter)
+class S3Writer:
+    """
+    Writes one object as a multipart upload (see the module docstring).
+
+    @param start: bytes the object begins with that are not yet in any part
+        (a small object being continued).
+    @param parts: parts already in C{upload_id} (server-side copies of the
+        object being continued).
+    """
+
+    def __init__(
+        self,
+        driver: S3Driver,
+        path: str,
+        size: int,
+        start: bytes = b"",
+        upload_id: str | None = None,
+        parts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self._driver = driver
+        self._path = path
+        self._key = driver.key(path)
+        self.size = size
+        self._buffer = bytearray(start)
+        self._upload_id = upload_id
+        self._parts: list[dict[str, Any]] = list(parts or [])
+        self._in_flight: Deferred[None] | None = None
+        self._finished = False
+
+    def write(self, data: bytes) -> Deferred[None]:
+        """See L{IFileWriter.write}."""
+        self.size += len(data)
+        return ensureDeferred(self._write(data))
+
+    async def _write(self, data: bytes) -> None:
+        self._check_open()
+        self._buffer += data
+        chunk = self._driver.parameters.chunk_size
+        while len(self._buffer) >= chunk:
+            part = bytes(self._buffer[:chunk])
+            del self._buffer[:chunk]
+            await self._wait_in_flight()
+            self._in_flight = ensureDeferred(self._upload_part(part))
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise ValueError(f"the writer of {self._path} is closed")
+
+    async def _wait_in_flight(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def _upload_part(self, data: bytes) -> None:
+        client = self._driver.client
+        bucket = self._driver.parameters.bucket
+        if self._upload_id is None:
+            self._upload_id = await self._driver.create_multipart_upload(self._path)
+        upload_id = self._upload_id
+        number = len(self._parts) + 1
+        self._parts.append({"PartNumber": number})
+        answer = await _in_thread(
+            self._path,
+            lambda: client.upload_part(
+                Bucket=bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=data
+            ),
+        )
+        self._parts[number - 1]["ETag"] = answer["ETag"]
+
+    async def _finish(self) -> None:
+        self._check_open()
+        self._finished = True
+        await self._wait_in_flight()
+        driver = self._driver
+        if self._upload_id is None:
+            content = bytes(self._buffer)
+            self._buffer = bytearray()
+            await driver.put_content(self._path, content)
+            return
+        if self._buffer:
+            await self._upload_part(bytes(self._buffer))
+            self._buffer = bytearray()
+        await driver.complete_multipart_upload(self._path, self._upload_id, self._parts)
+
+    def close(self) -> Deferred[None]:
+        """See L{IFileWriter.close}: the bytes become the object, to be continued."""
+        return ensureDeferred(self._finish())
+
+    def commit(self) -> Deferred[None]:
+        """See L{IFileWriter.commit}: a completed upload is durable."""
+        return ensureDeferred(self._finish())
+
+    def cancel(self) -> Deferred[None]:
+        """See L{IFileWriter.cancel}."""
+
+        async def cancel() -> None:
+            self._check_open()
+            self._finished = True
+            self._buffer = bytearray()
+            try:
+                await self._wait_in_flight()
+            except Exception:
+                pass  # The upload is aborted below whatever its last part did.
+            if self._upload_id is not None:
+                await self._driver.abort_multipart_upload(self._path, self._upload_id)
+            try:
+                await self._driver.delete(self._path)
+            except PathNotFoundError:
+                pass
+
+        return ensureDeferred(cancel())
+
+
+@implementer(IStorageDriver)
+class S3Driver:
+    """
+    Stores each driver path as the object at the same key below the
+    configured root, in one bucket.
+    """
+
+    name = "s3"
+
+    def __init__(self, parameters: S3Parameters, client: Any = None) -> None:
+        self.parameters = parameters
+        # botocore makes a client's methods at run time: typed as Any.
+        self.client: Any = client if client is not None else parameters.client()
+        self._bucket = parameters.bucket
+
+    # -- keys ------------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        """The object key of a driver path."""
+        return self.parameters.root + path[1:]
+
+    def _prefix(self, path: str) -> str:
+        """The key prefix of everything below the directory C{path}."""
+        return self.parameters.root if path == "/" else self.key(path) + "/"
+
+    def _path(self, key: str) -> str:
+        return "/" + key[len(self.parameters.root) :].rstrip("/")
+
+    # -- whole objects ---------------------------------------------------------
+
+    def get_content(self, path: str) -> Deferred[bytes]:
+        """See L{IStorageDriver.get_content}."""
+
+        def get() -> bytes:
+            answer = self.client.get_object(Bucket=self._bucket, Key=self.key(path))
+            with answer["Body"] as body:
+                return bytes(body.read())
+
+        return _in_thread(path, get)
+
+    def put_content(self, path: str, content: bytes) -> Deferred[None]:
+        """See L{IStorageDriver.put_content}: one PutObject, so readers never see a mix."""
+
+        def put() -> None:
+            self.client.put_object(
+                Bucket=self._bucket,
+                Key=self.key(path),
+                Body=content,
+                **self.parameters.put_arguments(),
+            )
+
+        return _in_thread(path, put)
+
+    def reader(self, path: str, offset: int = 0) -> Deferred[IFileReader]:
+        """See L{IStorageDriver.reader}."""
+        from botocore.exceptions import ClientError
+
+        def open_at() -> IFileReader:
+            arguments: dict[str, Any] = {"Bucket": self._bucket, "Key": self.key(path)}
+            if offset:
+                arguments["Range"] = f"bytes={offset}-"
+            try:
+                answer = self.client.get_object(**arguments)
+            except ClientError as error:
+                # Only an existing object answers InvalidRange: the offset
+                # is at or past its end.
+                if error.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return S3Reader(path, None)
+                raise
+            return S3Reader(path, answer["Body"])
+
+        return _in_thread(path, open_at)
+
+    def stat(self, path: str) -> Deferred[FileInfo]:
+        """See L{IStorageDriver.stat}: the object, else any key below the path."""
+
+        from botocore.exceptions import ClientError
+
+        def stat() -> FileInfo:
+            try:
+                head = self.client.head_object(Bucket=self._bucket, Key=self.key(path))
+            except ClientError as error:
+                if not _is_missing(error):
+                    raise
+            else:
+                return FileInfo(
+                    path, int(head["ContentLength"]), head["LastModified"].timestamp(), False
+                )
+            listed = self.client.list_objects_v2(
+                Bucket=self._bucket, Prefix=self._prefix(path), MaxKeys=1
+            )
+            if not listed.get("KeyCount") and not listed.get("Contents"):
+                raise PathNotFoundError(path)
+            # Object storage keeps no times for directories.
+            return FileInfo(path, 0, 0.0, True)
+
+        return _in_thread(path, stat)
+
+    # -- writers ---------------------------------------------------------------
+
+    def writer(self, path: str, append: bool) -> Deferred[IFileWriter]:
+        """
+        See L{IStorageDriver.writer}.  Without C{append}, the old object
+        stays readable until the new one is closed or committed.
+        """
+        if not append:
+            return _done(S3Writer(self, path, 0))
+        return ensureDeferred(self._continue(path))
+
+    async def _continue(self, path: str) -> IFileWriter:
+        try:
+            size = (await self._head(path))["ContentLength"]
+        except PathNotFoundError:
+            if not await self._complete_abandoned_upload(path):
+                raise
+            size = (await self._head(path))["ContentLength"]
+        size = int(size)
+        if size < MIN_CHUNK_SIZE:
+            start = await self.get_content(path) if size else b""
+            return S3Writer(self, path, len(start), start=start)
+        upload_id = await self.create_multipart_upload(path)
+        try:
+            parts = await self._copy_into(path, path, upload_id, _copy_ranges(size, MAX_PART_SIZE))
+        except BaseException:
+            await self.abort_multipart_upload(path, upload_id)
+            raise
+        return S3Writer(self, path, size, upload_id=upload_id, parts=parts)
+
+    def _head(self, path: str) -> Deferred[dict[str, Any]]:
+        return _in_thread(
+            path, lambda: dict(self.client.head_object(Bucket=self._bucket, Key=self.key(path)))
+        )
+
+    async def _copy_into(
+        self, source: str, dest: str, upload_id: str, ranges: list[tuple[int, int]]
+    ) -> list[dict[str, Any]]:
+        """
+        Copy the byte C{ranges} of the object at C{source} into the first
+        parts of the multipart upload C{upload_id} to C{dest}, at most
+        C{multipartcopymaxconcurrency} at once.
+        """
+        limit = DeferredSemaphore(self.parameters.copy_concurrency)
+
+        def copy(number: int, first: int, last: int) -> dict[str, Any]:
+            answer = self.client.upload_part_copy(
+                Bucket=self._bucket,
+                Key=self.key(dest),
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self._bucket, "Key": self.key(source)},
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+            return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
+
+        copies = [
+            limit.run(_in_thread, source, partial(copy, number, first, last))
+            for number, (first, last) in enumerate(ranges, start=1)
+        ]
+        try:
+            return list(await gatherResults(copies, consumeErrors=True))
+        except FirstError as error:
+            error.subFailure.raiseException()
+            raise
+
+    async def _complete_abandoned_upload(self, path: str) -> bool:
+        """
+        Complete a multipart upload left open at C{path} (as Distribution's
+        driver leaves one between two chunks of a blob upload).
+
+        @return: whether there was one.
+        """
+        key = self.key(path)
+
+        def find() -> tuple[str, list[dict[str, Any]]] | None:
+            listed = self.client.list_multipart_uploads(Bucket=self._bucket, Prefix=key)
+            for upload in listed.get("Uploads", []):
+                if upload["Key"] == key:
+                    upload_id = upload["UploadId"]
+                    parts = self.client.list_parts(
+                        Bucket=self._bucket, Key=key, UploadId=upload_id
+                    ).get("Parts", [])
+                    return upload_id, [
+                        {"PartNumber": part["PartNumber"], "ETag": part["ETag"]} for part in parts
+                    ]
+            return None
+
+        found = await _in_thread(path, find)
+        if found is None:
+            return False
+        upload_id, parts = found
+        if not parts:
+            await self.abort_multipart_upload(path, upload_id)
+            await self.put_content(path, b"")
+        else:
+            await self.complete_multipart_upload(path, upload_id, parts)
+        return True
+
+    def create_multipart_upload(self, path: str) -> Deferred[str]:
+        """Start a multipart upload to C{path}; its id."""
+
+        def create() -> str:
+            answer = self.client.create_multipart_upload(
+                Bucket=self._bucket, Key=self.key(path), **self.parameters.put_arguments()
+            )
+            return str(answer["UploadId"])
+
+        return _in_thread(path, create)
+
+    def complete_multipart_upload(
+        self, path: str, upload_id: str, parts: list[dict[str, Any]]
+    ) -> Deferred[None]:
+        """Make the parts of C{upload_id} the object at C{path}."""
+
+        def complete() -> None:
+            self.client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self.key(path),
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [
+                        {"PartNumber": part["PartNumber"], "ETag": part["ETag"]} for part in parts
+                    ]
+                },
+            )
+
+        return _in_thread(path, complete)
+
+    def abort_multipart_upload(self, path: str, upload_id: str) -> Deferred[None]:
+        """Drop the multipart upload C{upload_id} and its parts."""
+
+        from botocore.exceptions import ClientError
+
+        def abort() -> None:
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self.key(path), UploadId=upload_id
+                )
+            except ClientError as error:
+                if not _is_missing(error):
+                    raise
+
+        return _in_thread(path, abort)
+
+    # -- listing ---------------------------------------------------------------
+
+    def _children(self, path: str) -> list[tuple[str, FileInfo]]:
+        """The direct children of the directory C{path}: (path, info), sorted."""
+        prefix = self._prefix(path)
+        children: dict[str, FileInfo] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                child = self._path(common["Prefix"])
+                children[child] = FileInfo(child, 0, 0.0, True)
+            for item in page.get("Contents", []):
+                if item["Key"] == prefix:
+                    continue  # a "directory marker" object some tools create
+                child = self._path(item["Key"])
+                children.setdefault(
+                    child,
+                    FileInfo(child, int(item["Size"]), item["LastModified"].timestamp(), False),
+                )
+        return sorted(children.items())
+
+    def list(self, path: str) -> Deferred[list[str]]:
+        """See L{IStorageDriver.list}."""
+
+        def list_children() -> list[str]:
+            children = self._children(path)
+            if not children and path != "/":
+                raise PathNotFoundError(path)
+            return [child for child, _ in children]
+
+        return _in_thread(path, list_children)
+
+    def walk(self, path: str, visit: Callable[[FileInfo], bool | None]) -> Deferred[None]:
+        """See L{IStorageDriver.walk}: one listing per directory, depth first."""
+
+        async def walk_from(folder: str) -> None:
+            children = await _in_thread(folder, lambda: self._children(folder))
+            if not children and folder == path and path != "/":
+                raise PathNotFoundError(path)
+            for _, info in children:
+                if visit(info) is not False and info.is_dir:
+                    await walk_from(info.path)
+
+        return ensureDeferred(walk_from(path))
+
+    # -- moving and deleting ---------------------------------------------------
+
+    def move(self, source: str, dest: str) -> Deferred[None]:
+        """
+        See L{IStorageDriver.move}: a server-side copy (in parts above
+        C{multipartcopythresholdsize}), then the source is deleted.  Readers
+        of C{dest} see the old or the new object, as a copy is atomic.
+        """
+        return ensureDeferred(self._move(source, dest))
+
+    async def _move(self, source: str, dest: str) -> None:
+        size = int((await self._head(source))["ContentLength"])
+        if size <= self.parameters.copy_threshold:
+
+            def copy() -> None:
+                self.client.copy_object(
+                    Bucket=self._bucket,
+                    Key=self.key(dest),
+                    CopySource={"Bucket": self._bucket, "Key": self.key(source)},
+                    **self.parameters.put_arguments(),
+                )
+
+            await _in_thread(source, copy)
+        else:
+            await self._copy_in_parts(source, dest, size)
+        await _in_thread(
+            source, lambda: self.client.delete_object(Bucket=self._bucket, Key=self.key(source))
+        )
+
+    async def _copy_in_parts(self, source: str, dest: str, size: int) -> None:
+        upload_id = await self.create_multipart_upload(dest)
+        try:
+            ranges = _copy_ranges(size, self.parameters.copy_chunk_size)
+            parts = await self._copy_into(source, dest, upload_id, ranges)
+            await self.complete_multipart_upload(dest, upload_id, parts)
+        except BaseException:
+            await self.abort_multipart_upload(dest, upload_id)
+            raise
+
+    def delete(self, path: str) -> Deferred[None]:
+        """See L{IStorageDriver.delete}: the object and every key below the path."""
+
+        from botocore.exceptions import ClientError
+
+        def delete() -> None:
+            keys = [] if path == "/" else [self.key(path)]
+            found = False
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix(path)):
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+            if path != "/":
+                try:
+                    self.client.head_object(Bucket=self._bucket, Key=self.key(path))
+                    found = True
+                except ClientError as error:
+                    if not _is_missing(error):
+                        raise
+                    keys.pop(0)
+            found = found or bool(keys)
+            if not found:
+                if path == "/":
+                    return
+                raise PathNotFoundError(path)
+            for start in range(0, len(keys), DELETE_BATCH):
+                batch = keys[start : start + DELETE_BATCH]
+                answer = self.client.delete_objects(
+                    Bucket=self._bucket,
+                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+                )
+                if answer.get("Errors"):
+                    failed = answer["Errors"][0]
+                    raise StorageUnavailableError(
+                        f"{path}: could not delete {failed.get('Key')}: {failed.get('Code')}"
+                    )
+
+        return _in_thread(path, delete)
+
+    # -- redirects -------------------------------------------------------------
+
+    def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
+        """See L{IStorageDriver.redirect_url}: a presigned URL, valid 20 minutes."""
+        operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)
+        if operation is None:
+            return _done(None)
+
+        def presign() -> str | None:
+            url: str = self.client.generate_presigned_url(
+                operation,
+                Params={"Bucket": self._bucket, "Key": self.key(path)},
+                ExpiresIn=PRESIGN_SECONDS,
+            )
+            return url
+
+        # In a thread: finding credentials may ask the instance metadata service.
+        return _in_thread(path, presign)
+
+
+def _copy_ranges(size: int, chunk: int) -> list[tuple[int, int]]:
+    """
+    Inclusive byte ranges covering C{size} bytes in pieces of C{chunk}, so
+    that every piece but the last is large enough to be a part: a last piece
+    under the minimum joins the one before it, or shares its bytes with it
+    when together they would be over the maximum.
+    """
+    bounds = [*range(0, size, chunk), size]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < MIN_CHUNK_SIZE:
+        if bounds[-1] - bounds[-3] <= MAX_PART_SIZE:
+            del bounds[-2]
+        else:
+            bounds[-2] = (bounds[-3] + bounds[-1]) // 2
+    return [(first, end - 1) for first, end in pairwise(bounds)]
+
+
+class S3DriverFactory:
+    """Makes L{S3Driver}s from Distribution's C{s3-aws} parameters."""
+
+    name = "s3"
+
+    def create(self, parameters: Mapping[str, Any]) -> IStorageDriver:
+        """See L{IStorageDriverFactory.create} and L{parse_parameters}."""
+        return S3Driver(parse_parameters(parameters))
+
+
+implementer(IStorageDriverFactory)(S3DriverFactory)

@@ -1,0 +1,156 @@
+"""
+The example third-party storage driver of C{tests/plugin_example} (SQLite),
+as its users would see it: found among the Twisted plugins, passing the
+shared driver suite, and storing what a real registry process is sent.
+
+Each test copies the example to a temporary folder and puts the copy on the
+path, as installing it would, until the test ends: Twisted writes a
+C{dropin.cache} beside the plugin modules it scans, and none may land in the
+repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import urljoin
+
+from twisted.plugin import IPlugin
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+import twisted.plugins
+from txregistry.config import ConfigError
+from txregistry.drivers.plugins import driver_factories
+from txregistry.interfaces import IStorageDriver, IStorageDriverFactory
+from txregistry.testing.client import request
+from txregistry.testing.drivers import DriverTestsMixin
+from txregistry.testing.process import RegistryProcess, base_config
+
+EXAMPLE = Path(__file__).parent / "plugin_example"
+# Where a dropin.cache would appear if a test scanned the example in place.
+EXAMPLE_CACHE = EXAMPLE / "twisted" / "plugins" / "dropin.cache"
+
+
+def _temporary_directory(case: SynchronousTestCase) -> Path:
+    # Not TestCase.mktemp: under pytest it makes folders in the repository.
+    directory = tempfile.mkdtemp(prefix="txregistry-test-")
+    case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    return Path(directory)
+
+
+def copy_example(case: SynchronousTestCase) -> Path:
+    """A copy of the example in a temporary folder, removed after the test."""
+    copy = _temporary_directory(case) / "plugin_example"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", "dropin.cache"))
+    return copy
+
+
+def install_example(case: SynchronousTestCase) -> Path:
+    """
+    Make a copy of the example importable, and its plugin found, until the
+    test ends.
+
+    @return: the copy.
+    """
+    copy = copy_example(case)
+    case.patch(sys, "path", [str(copy), *sys.path])
+    # twisted.plugins reads sys.path once, when first imported.
+    plugins = str(copy / "twisted" / "plugins")
+    case.patch(twisted.plugins, "__path__", [*twisted.plugins.__path__, plugins])
+
+    def forget_modules() -> None:
+        for name in list(sys.modules):
+            if name.partition(".")[0] == "txregistry_sqlite" or name.endswith(
+                ".txregistry_sqlite_plugin"
+            ):
+                del sys.modules[name]
+
+    case.addCleanup(forget_modules)
+    return copy
+
+
+class PluginTests(SynchronousTestCase):
+    """The example's plugin module makes the driver known by its name."""
+
+    def test_found(self) -> None:
+        """Installed, the example provides a driver factory named C{sqlite}."""
+        copy = install_example(self)
+        factory = driver_factories()["sqlite"]
+        self.assertTrue(verifyObject(IStorageDriverFactory, factory))
+        self.assertTrue(IPlugin.providedBy(factory))
+        driver = factory.create({"path": str(copy / "registry.db")})
+        self.assertTrue(verifyObject(IStorageDriver, driver))
+        self.assertEqual(driver.name, "sqlite")
+        self.assertTrue((copy / "twisted" / "plugins" / "dropin.cache").exists())
+        self.assertFalse(EXAMPLE_CACHE.exists())
+
+    def test_not_found_when_not_installed(self) -> None:
+        """The example in the repository is not on the path by itself."""
+        self.assertNotIn("sqlite", driver_factories())
+        self.assertNotIn("txregistry_sqlite", sys.modules)
+
+    def test_parameters(self) -> None:
+        """The factory names the key at fault: unknown, of the wrong type, or missing."""
+        install_example(self)
+        factory = driver_factories()["sqlite"]
+        for parameters, key in [
+            ({"path": "/x.db", "bogus": 1}, "storage.sqlite.bogus"),
+            ({"path": 5}, "storage.sqlite.path"),
+            ({}, "storage.sqlite.path"),
+        ]:
+            error = self.assertRaises(ConfigError, factory.create, parameters)
+            self.assertEqual(error.key, key, parameters)
+
+
+class SqliteDriverTests(DriverTestsMixin, TestCase):
+    """The shared driver suite against the example's driver, as its authors run it."""
+
+    def make_driver(self) -> IStorageDriver:
+        install_example(self)
+        # Their tests import this at the top; here the example is installed per test.
+        from txregistry_sqlite.driver import SqliteDriver
+
+        driver = SqliteDriver(str(_temporary_directory(self) / "registry.db"))
+        self.addCleanup(driver.close)
+        return driver
+
+
+class RegistryProcessTests(SynchronousTestCase):
+    """A registry process stores blobs with the example's driver."""
+
+    def test_push_and_pull(self) -> None:
+        """A blob pushed in a POST and a PUT is pulled back, and is in the database."""
+        copy = copy_example(self)
+        workdir = _temporary_directory(self)
+        database = workdir / "registry.db"
+        config = base_config(
+            workdir / "unused",
+            storage={"sqlite": {"path": str(database)}, "delete": {"enabled": True}},
+        )
+        path = os.pathsep.join(filter(None, [str(copy), os.environ.get("PYTHONPATH")]))
+        blob = os.urandom(300_007)
+        digest = hashlib.sha256(blob).hexdigest()
+        with RegistryProcess(workdir, config, env={"PYTHONPATH": path}) as registry:
+            blobs = f"{registry.url}/v2/example/sqlite/blobs"
+            started = request("POST", f"{blobs}/uploads/")
+            self.assertEqual(started.status, 202, started.body)
+            location = urljoin(registry.url, started.header("Location") or "")
+            separator = "&" if "?" in location else "?"
+            finished = request("PUT", f"{location}{separator}digest=sha256:{digest}", blob)
+            self.assertEqual(finished.status, 201, finished.body)
+            pulled = request("GET", f"{blobs}/sha256:{digest}")
+            self.assertEqual(pulled.status, 200, pulled.body[:200])
+            self.assertEqual(pulled.body, blob)
+        self.assertNotIn("Traceback", registry.output())
+        stored = f"/docker/registry/v2/blobs/sha256/{digest[:2]}/{digest}/data"
+        with closing(sqlite3.connect(database)) as db:
+            row = db.execute("SELECT content FROM files WHERE path = ?", (stored,)).fetchone()
+        self.assertEqual(row, (blob,))
+        self.assertFalse((workdir / "unused").exists())

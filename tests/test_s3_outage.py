@@ -1,0 +1,194 @@
+"""
+A registry on S3 when the bucket goes away: requests that need the bucket
+answer 503 UNAVAILABLE within the configured timeout, the process keeps
+serving once the bucket is back, and nothing half-written becomes visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Registry
+from support import assert_error, sha256
+from txregistry.testing.client import request
+from txregistry.testing.s3server import S3ServerProcess
+
+# Seconds the registry gives one request to the bucket; no retries.
+TIMEOUT = 1
+# The most a request may take when the bucket hangs: a few bucket requests,
+# each cut at TIMEOUT, and some slack for a loaded machine.
+BOUND = 6 * TIMEOUT + 2
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture
+def outage_server(tmp_path: Path) -> Iterator[S3ServerProcess]:
+    """An S3 server of the test's own, since the test pauses it."""
+    with S3ServerProcess(tmp_path / "s3", name="s3-outage") as server:
+        server.create_bucket("outage")
+        yield server
+
+
+@pytest.fixture
+def s3_registry(
+    outage_server: S3ServerProcess, start_registry_with: Callable[..., Registry]
+) -> Registry:
+    """A registry on the outage server's bucket, with short timeouts."""
+    storage = {
+        **outage_server.storage_parameters(
+            "outage", "/registry", readtimeout=TIMEOUT, connecttimeout=TIMEOUT, maxretries=0
+        ),
+        "delete": {"enabled": True},
+        "redirect": {"disable": True},
+    }
+    return start_registry_with({"storage": storage})
+
+
+def timed(registry: Registry, method: str, target: str, **options: Any) -> Any:
+    """A request that must be answered within L{BOUND} seconds."""
+    began = time.monotonic()
+    response = _raw(registry, method, target, **options)
+    elapsed = time.monotonic() - began
+    assert elapsed < BOUND, f"{method} {target} took {elapsed:.1f}s"
+    return response
+
+
+def _raw(registry: Registry, method: str, target: str, **options: Any) -> Any:
+    # Registry.request refuses every 5xx; here a 503 is the point.
+    return request(method, registry.resolve(target), **options)
+
+
+def assert_unavailable(response: Any, method: str) -> None:
+    """503 UNAVAILABLE (a HEAD answer has the status only)."""
+    if method == "HEAD":
+        assert response.status == 503
+    else:
+        assert_error(response, 503, "UNAVAILABLE")
+
+
+def manifest_for(config: bytes, layer: bytes) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": sha256(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+
+
+def test_outage_answers_503_then_recovers(
+    s3_registry: Registry, outage_server: S3ServerProcess, repo: str
+) -> None:
+    """
+    While the bucket hangs, reads and writes answer 503 UNAVAILABLE in
+    time; an upload whose commit failed stays an upload (its blob is not
+    visible) and is finished once the bucket is back.
+    """
+    config, layer = b'{"architecture":"amd64","os":"linux"}', os.urandom(300_000)
+    s3_registry.push(repo, config)
+    s3_registry.push(repo, layer)
+    manifest = manifest_for(config, layer)
+    response = s3_registry.request(
+        "PUT", f"{repo}/manifests/v1", manifest, {"Content-Type": OCI_MANIFEST}
+    )
+    assert response.status == 201
+
+    pending = os.urandom(200_000)
+    upload = s3_registry.start_upload(repo).header("Location")
+    assert upload is not None
+    response = s3_registry.request(
+        "PATCH", upload, pending[:100_000], {"Content-Type": "application/octet-stream"}
+    )
+    assert response.status == 202
+    upload = response.header("Location")
+    assert upload is not None
+    missing = sha256(b"never pushed")
+
+    outage_server.pause()
+    try:
+        for method, target in [
+            ("GET", f"{repo}/tags/list"),
+            ("HEAD", f"{repo}/blobs/{missing}"),
+            ("GET", f"{repo}/manifests/{sha256(b'unknown')}"),
+            ("POST", f"{repo}/blobs/uploads/"),
+            ("DELETE", f"{repo}/manifests/v1"),
+        ]:
+            assert_unavailable(timed(s3_registry, method, target), method)
+        # A chunk streamed in, and a commit: neither may leave a blob behind.
+        response = timed(
+            s3_registry,
+            "PATCH",
+            upload,
+            body=pending[100_000:],
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert_error(response, 503, "UNAVAILABLE")
+        response = timed(s3_registry, "PUT", f"{upload}&digest={sha256(pending)}")
+        assert_error(response, 503, "UNAVAILABLE")
+        # The base route does not need the bucket.
+        assert timed(s3_registry, "GET", "").status == 200
+    finally:
+        outage_server.resume()
+
+    # Back: everything stored before the outage is served; the failed
+    # commit made no blob.
+    response = s3_registry.request("GET", f"{repo}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert response.status == 200
+    assert response.body == manifest
+    assert s3_registry.request("GET", f"{repo}/blobs/{sha256(layer)}").body == layer
+    assert s3_registry.request("HEAD", f"{repo}/blobs/{sha256(pending)}").status == 404
+
+    # The upload is still there, with what it held before the outage (the
+    # failed chunk may or may not have been kept, as for any cut request).
+    response = s3_registry.request("GET", upload)
+    assert response.status == 204
+    held = int(response.header("Range").rsplit("-", 1)[1]) + 1
+    assert held in (100_000, 200_000)
+    rest = pending[held:]
+    if rest:
+        response = s3_registry.request(
+            "PATCH", upload, rest, {"Content-Type": "application/octet-stream"}
+        )
+        assert response.status == 202, response.body
+        upload = response.header("Location")
+        assert upload is not None
+    response = s3_registry.request("PUT", f"{upload}&digest={sha256(pending)}")
+    assert response.status == 201, response.body
+    assert s3_registry.request("GET", f"{repo}/blobs/{sha256(pending)}").body == pending
+
+
+def test_missing_bucket_is_unavailable(
+    outage_server: S3ServerProcess, start_registry_with: Callable[..., Registry], repo: str
+) -> None:
+    """A bucket that does not exist answers 503 UNAVAILABLE, not 404 or 500."""
+    storage = {
+        **outage_server.storage_parameters("no-such-bucket", "", maxretries=0),
+        "delete": {"enabled": True},
+    }
+    registry = start_registry_with({"storage": storage})
+    for method, target in [
+        ("GET", f"{repo}/tags/list"),
+        ("HEAD", f"{repo}/blobs/{sha256(b'x')}"),
+        ("POST", f"{repo}/blobs/uploads/"),
+        ("GET", "_catalog"),
+    ]:
+        assert_unavailable(timed(registry, method, target), method)
