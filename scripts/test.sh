@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # buildah).  Installed when missing; needs root (or sudo).
 # shellcheck source=scripts/debian.sh
 source scripts/debian.sh
-install_debian_packages docker-registry curl skopeo podman buildah
+install_debian_packages docker-registry curl skopeo podman buildah nginx-light
 
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh test

@@ -6,12 +6,14 @@ serving once the bucket is back, and nothing half-written becomes visible.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -192,3 +194,64 @@ def test_missing_bucket_is_unavailable(
         ("GET", "_catalog"),
     ]:
         assert_unavailable(timed(registry, method, target), method)
+
+
+def test_outage_while_streaming_a_blob(
+    s3_registry: Registry, outage_server: S3ServerProcess, repo: str
+) -> None:
+    """
+    A blob being streamed when the bucket hangs is cut short (the client
+    sees a short body, never wrong bytes), without a traceback; the next
+    GET once the bucket is back serves it whole.
+    """
+    blob = os.urandom(48 * 1024 * 1024)
+    digest = s3_registry.push(repo, blob)
+    parts = urlsplit(s3_registry.api)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=BOUND * 2)
+    try:
+        connection.request("GET", f"{parts.path}{repo}/blobs/{digest}")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.read(1024 * 1024) == blob[: 1024 * 1024]
+        outage_server.pause()
+        try:
+            received = 1024 * 1024
+            try:
+                while chunk := response.read(1024 * 1024):
+                    assert chunk == blob[received : received + len(chunk)]
+                    received += len(chunk)
+            except http.client.IncompleteRead as short:
+                received += len(short.partial)
+            except ConnectionResetError:
+                pass  # the registry aborted the connection
+            assert received < len(blob)
+        finally:
+            outage_server.resume()
+    finally:
+        connection.close()
+    assert s3_registry.request("GET", f"{repo}/blobs/{digest}").body == blob
+
+
+def test_wrong_credentials_are_unavailable(
+    tmp_path: Path, start_registry_with: Callable[..., Registry], repo: str
+) -> None:
+    """
+    Keys the bucket does not know (moto checking credentials) answer 503
+    UNAVAILABLE: the registry cannot reach its storage, the client did
+    nothing wrong.
+    """
+    with S3ServerProcess(
+        tmp_path / "s3-auth", name="s3-auth", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    ) as server:
+        storage = {
+            **server.storage_parameters("any-bucket", "", maxretries=0),
+            "delete": {"enabled": True},
+        }
+        registry = start_registry_with({"storage": storage})
+        for method, target in [
+            ("GET", f"{repo}/tags/list"),
+            ("HEAD", f"{repo}/blobs/{sha256(b'x')}"),
+            ("POST", f"{repo}/blobs/uploads/"),
+            ("GET", f"{repo}/manifests/latest"),
+        ]:
+            assert_unavailable(timed(registry, method, target), method)

@@ -104,11 +104,14 @@ class IFileWriter(Interface):
     """
     Appends bytes to one stored file.
 
-    A writer is either committed (the bytes are durable and visible at its
-    path), cancelled (the file is removed), or closed (what was written so far
-    is kept, and a later C{writer(path, append=True)} continues it, possibly
-    in another process).  Bytes that were not yet committed or closed may or
-    may not be visible to readers.
+    A writer ends committed (the bytes are durable and visible at its path),
+    cancelled (the file is removed, including what it held before an
+    appending writer opened it), or closed (what was written so far is
+    kept and readable at the path, and a later C{writer(path, append=True)}
+    continues it, possibly in another process).  Bytes that were not yet
+    committed or closed may or may not be visible to readers.  A write whose
+    Deferred failed leaves the file's content undefined: the caller cancels
+    or starts over.
     """
 
     size = Attribute(
@@ -178,9 +181,11 @@ class IStorageDriver(Interface):
         Open a file for writing.
 
         @param append: continue the existing file (which must exist, else
-            L{PathNotFoundError}) when true; start an empty file, truncating
-            any existing one at once (as Distribution's drivers do), when
-            false.
+            L{PathNotFoundError}) when true, with C{size} starting at its
+            length; when false, start a new file that replaces any existing
+            one.  Until the new writer is closed or committed, readers of
+            the path may see the old file or an empty one (the filesystem
+            driver truncates at once; object storage keeps the old object).
         """
 
     def stat(path: str) -> Deferred[FileInfo]:

@@ -165,7 +165,8 @@ class S3Writer:
         self._buffer += data
         chunk = self._driver.parameters.chunk_size
         while len(self._buffer) >= chunk:
-            part = bytes(self._buffer[:chunk])
+            with memoryview(self._buffer) as view:
+                part = bytes(view[:chunk])
             del self._buffer[:chunk]
             await self._wait_in_flight()
             self._in_flight = ensureDeferred(self._upload_part(part))
@@ -198,17 +199,28 @@ class S3Writer:
     async def _finish(self) -> None:
         self._check_open()
         self._finished = True
-        await self._wait_in_flight()
         driver = self._driver
-        if self._upload_id is None:
-            content = bytes(self._buffer)
-            self._buffer = bytearray()
-            await driver.put_content(self._path, content)
-            return
-        if self._buffer:
-            await self._upload_part(bytes(self._buffer))
-            self._buffer = bytearray()
-        await driver.complete_multipart_upload(self._path, self._upload_id, self._parts)
+        try:
+            await self._wait_in_flight()
+            if self._upload_id is None:
+                content = bytes(self._buffer)
+                self._buffer = bytearray()
+                await driver.put_content(self._path, content)
+                return
+            if self._buffer:
+                await self._upload_part(bytes(self._buffer))
+                self._buffer = bytearray()
+            await driver.complete_multipart_upload(self._path, self._upload_id, self._parts)
+        except BaseException:
+            # The object keeps what it held before this writer; drop the
+            # parts sent if the bucket answers (else they wait for the
+            # bucket's rule for incomplete multipart uploads).
+            if self._upload_id is not None:
+                try:
+                    await driver.abort_multipart_upload(self._path, self._upload_id)
+                except StorageUnavailableError:
+                    pass
+            raise
 
     def close(self) -> Deferred[None]:
         """See L{IFileWriter.close}: the bytes become the object, to be continued."""

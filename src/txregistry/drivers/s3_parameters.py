@@ -25,6 +25,13 @@ DEFAULT_CHUNK_SIZE = 10 * 1024 * 1024
 DEFAULT_COPY_CHUNK_SIZE = 32 * 1024 * 1024
 DEFAULT_COPY_THRESHOLD = 32 * 1024 * 1024
 DEFAULT_COPY_CONCURRENCY = 100
+# A hanging bucket costs a client (maxretries + 1) x readtimeout before its
+# 503: 30 s by default, well inside the 60 s that proxies such as nginx wait
+# for an answer.  S3 itself keeps slow calls (completing an upload, copying)
+# alive by sending whitespace, so the read timeout only cuts silence.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 15.0
+DEFAULT_MAX_RETRIES = 1
 
 # Distribution's "NONE" sends no storage class at all.
 STORAGE_CLASSES = (
@@ -113,9 +120,9 @@ class S3Parameters:
     storage_class: str = "STANDARD"
     object_acl: str = "private"
     user_agent: str | None = None
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    max_retries: int = 2
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
 
     def put_arguments(self) -> dict[str, Any]:
         """What every request that creates an object carries (ACL, class, encryption)."""
@@ -203,7 +210,7 @@ def parse_parameters(parameters: Mapping[str, Any] | None) -> S3Parameters:
     object_acl = given.get("objectacl", "private")
     if object_acl not in OBJECT_ACLS:
         raise ConfigError(f"{SECTION}.objectacl", f"must be one of {', '.join(OBJECT_ACLS)}")
-    max_retries = _integer(given, "maxretries", 2)
+    max_retries = _integer(given, "maxretries", DEFAULT_MAX_RETRIES)
     if max_retries < 0:
         raise ConfigError(f"{SECTION}.maxretries", "must not be negative")
     return S3Parameters(
@@ -229,8 +236,8 @@ def parse_parameters(parameters: Mapping[str, Any] | None) -> S3Parameters:
         storage_class=storage_class,
         object_acl=object_acl,
         user_agent=given.get("useragent") or None,
-        connect_timeout=_seconds(given, "connecttimeout", 5.0),
-        read_timeout=_seconds(given, "readtimeout", 30.0),
+        connect_timeout=_seconds(given, "connecttimeout", DEFAULT_CONNECT_TIMEOUT),
+        read_timeout=_seconds(given, "readtimeout", DEFAULT_READ_TIMEOUT),
         max_retries=max_retries,
     )
 

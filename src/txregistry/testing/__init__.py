@@ -1,5 +1,10 @@
 """
-Helpers for testing txregistry and what plugs into it: starting a registry
-(ours or Distribution's reference binary) as a process on loopback, and a
-small blocking HTTP client for talking to it.
+Helpers for testing txregistry and what plugs into it, a module each:
+
+  - C{drivers}: the test suite every storage driver must pass (C{DriverTestsMixin}).
+  - C{process}: servers as processes on 127.0.0.1, and registries among them (ours or
+    Distribution's reference binary).
+  - C{client}: a small blocking HTTP client for tests and benchmarks.
+  - C{s3server}: moto's S3 server as a process, which can be paused to play an outage.
+  - C{nginx}: nginx as a round-robin load balancer in front of registry processes.
 """

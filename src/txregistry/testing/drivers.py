@@ -433,6 +433,46 @@ class DriverTestsMixin(_Base):
         stored = await gatherResults([self.driver.get_content(path) for path in paths])
         self.assertEqual(stored, [b"".join(parts) for parts in contents])
 
+    async def test_concurrent_readers(self) -> None:
+        """Readers of one file at different offsets, read in turn, each see their own bytes."""
+        path = self.tree() + "/shared"
+        content = random_bytes(200_000, seed=21)
+        await self.driver.put_content(path, content)
+        offsets = [0, 1, 65_536, 199_999]
+        readers = [await self.driver.reader(path, offset) for offset in offsets]
+        received: list[list[bytes]] = [[] for _ in offsets]
+        try:
+            while True:
+                chunks = await gatherResults([reader.read(10_000) for reader in readers])
+                for index, chunk in enumerate(chunks):
+                    received[index].append(chunk)
+                if not any(chunks):
+                    break
+        finally:
+            await gatherResults([reader.close() for reader in readers])
+        for offset, parts in zip(offsets, received, strict=True):
+            self.assertEqual(b"".join(parts), content[offset:])
+
+    async def test_reading_while_writing_another_file(self) -> None:
+        """A read and a write of another file, in flight together, do not mix."""
+        tree = self.tree()
+        content = random_bytes(100_000, seed=22)
+        await self.driver.put_content(f"{tree}/read", content)
+        reader = await self.driver.reader(f"{tree}/read")
+        writer = await self.driver.writer(f"{tree}/written", append=False)
+        read: list[bytes] = []
+        while True:
+            reading = reader.read(7_000)
+            await writer.write(b"w" * 7_000)
+            chunk = await reading
+            if not chunk:
+                break
+            read.append(chunk)
+        await reader.close()
+        await writer.commit()
+        self.assertEqual(b"".join(read), content)
+        self.assertEqual(await self.driver.get_content(f"{tree}/written"), b"w" * writer.size)
+
     # -- stat ----------------------------------------------------------------
 
     async def test_stat_file(self) -> None:

@@ -15,50 +15,49 @@ nothing ever answers; and resumed (C{SIGCONT}).
 
 from __future__ import annotations
 
-import http.client
-import os
 import signal
-import subprocess
 import sys
-import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import botocore.session
 from botocore.config import Config
 
-from txregistry.testing.process import free_port
+from txregistry.testing.process import ServerProcess
 
 # The keys and region every client of the test server uses; moto accepts
-# any keys, but clients must sign with the same ones they name.
+# any keys (unless told to check them), but clients must sign with the
+# same ones they name.
 ACCESS_KEY = "txregistry-test-access-key"
 SECRET_KEY = "txregistry-test-secret-key"
 REGION = "us-east-1"
 
 
-class S3ServerProcess:
+class S3ServerProcess(ServerProcess):
     """
-    moto's S3 server as a process on 127.0.0.1.  Use as a context manager,
-    or call L{start} and L{stop}.
+    moto's S3 server as a process on 127.0.0.1, ready once it answers a
+    request.  Use as a context manager, or call L{start} and L{stop}; a
+    start that fails because moto is missing says how to install it.
 
+    It inherits none of our C{AWS_*}, C{MOTO_*} and proxy variables, so
+    that neither our credentials nor our settings reach it.
+
+    @param env: environment variables for moto, set after that filtering:
+        C{{"INITIAL_NO_AUTH_ACTION_COUNT": "0"}} makes it check access keys
+        from the first request, answering C{InvalidAccessKeyId} to keys it
+        does not know (the test keys included).
     @ivar workdir: the folder the process runs in, where its log goes.
     @ivar url: C{http://127.0.0.1:PORT} once started.
     @ivar log_path: the file the server's output goes to.
     @ivar paused: whether the server is stopped by L{pause}.
     """
 
-    def __init__(self, workdir: Path, *, name: str = "s3") -> None:
-        self.workdir = Path(workdir)
-        self.name = name
-        self.port = 0
-        self.url = ""
+    def __init__(
+        self, workdir: Path, *, name: str = "s3", env: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(workdir, name=name, env=env)
         self.paused = False
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = self.workdir / f"{name}.log"
-        self._log: IO[bytes] | None = None
-
-    def __repr__(self) -> str:
-        return f"<S3ServerProcess {self.name} at {self.url or 'not started'}>"
 
     # -- the process ---------------------------------------------------------------
 
@@ -66,72 +65,19 @@ class S3ServerProcess:
         """The command line that runs the server."""
         return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
 
-    def start(self, timeout: float = 30.0) -> S3ServerProcess:
-        """
-        Start the server and wait until it answers a request.
+    def _launch_command(self) -> list[str]:
+        return self.command()
 
-        @raise RuntimeError: the server exited, or did not answer within
-            C{timeout} seconds (then it is stopped); the message ends with
-            the tail of its log.  A missing moto says how to install it.
-        """
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("AWS_", "MOTO_")) and not key.lower().endswith("_proxy")
-        }
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self.command(),
-            cwd=self.workdir,
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                returncode = self.process.returncode
-                self.stop()
-                raise RuntimeError(
-                    f"{self.name}: the S3 server exited with {returncode}"
-                    f"{self._install_hint()}:\n{self.output()}"
-                )
-            if self.answers(timeout=2.0):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(
-            f"{self.name}: the S3 server did not answer within {timeout}s:\n{self.output()}"
+    def _inherits(self, variable: str) -> bool:
+        return not variable.startswith(("AWS_", "MOTO_")) and not variable.lower().endswith(
+            "_proxy"
         )
 
-    def answers(self, timeout: float = 2.0) -> bool:
-        """Whether the server answers a request (listing the buckets) within C{timeout}s."""
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-            try:
-                connection.request("GET", "/")
-                connection.getresponse().read()
-            finally:
-                connection.close()
-        except OSError:
-            return False
-        return True
-
-    def _install_hint(self) -> str:
+    def _failure(self, what: str) -> str:
+        hint = ""
         if "No module named 'moto'" in self.output():
-            return " (moto is not installed: pip install 'moto[server]')"
-        return ""
-
-    def output(self, lines: int = 40) -> str:
-        """The last C{lines} lines the server logged."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+            hint = " (moto is not installed: pip install 'moto[server]')"
+        return f"{self.name}: the S3 server {what}{hint}:\n{self.output()}"
 
     def pause(self) -> None:
         """
@@ -147,31 +93,17 @@ class S3ServerProcess:
         self.paused = False
 
     def _signal(self, number: signal.Signals) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or not self.running:
             raise RuntimeError(f"{self.name}: the S3 server is not running")
         self.process.send_signal(number)
 
     def stop(self) -> None:
         """Stop the server (resumed first if paused; SIGTERM, then SIGKILL after 10 s)."""
-        if self.process is not None and self.process.poll() is None:
-            if self.paused:
-                self.resume()
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.paused and self.running:
+            # A stopped process would only act on SIGTERM once continued.
+            self.resume()
+        super().stop()
         self.paused = False
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> S3ServerProcess:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- talking to it ------------------------------------------------------------------
 
