@@ -13,6 +13,8 @@ Fixtures:
     (C{validation}, C{catalog}, ...);
   - C{module_registry}: a process of one test module's own;
   - C{repo}: a repository name no other test uses;
+  - C{images}, C{clients}: the OCI layout the real clients push from, and
+    their configuration and state (see L{clients});
   - C{s3_server}: an S3-compatible server (moto's) for the whole session,
     started by the first test that asks for it.
 """
@@ -30,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from clients import Clients, ImageSet, build_test_images
 from txregistry.testing.client import HTTPResponse, request
 from txregistry.testing.process import RegistryProcess, base_config
 from txregistry.testing.s3server import S3ServerProcess
@@ -295,6 +298,22 @@ def start_registry_with(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
     """
     with _registry_starter(tmp_path, "configured") as start:
         yield start
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> ImageSet:
+    """The OCI layout the tests push from (built once, the same every time)."""
+    return build_test_images(tmp_path_factory.mktemp("images") / "layout")
+
+
+@pytest.fixture(scope="session")
+def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clients]:
+    """The clients' configuration, storage and state, in a folder of their own."""
+    folder = Clients(tmp_path_factory.mktemp("clients"))
+    try:
+        yield folder
+    finally:
+        folder.close()
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,6 @@ from clients import (
     OCILayout,
     Target,
     answer_to,
-    build_test_images,
     build_with_buildah,
     canonical,
     client_hello,
@@ -55,22 +54,6 @@ KINDS = ["reference", *TXREGISTRY_KINDS]
 
 
 # -- fixtures --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> ImageSet:
-    """The OCI layout the tests push from (built once, the same every time)."""
-    return build_test_images(tmp_path_factory.mktemp("images") / "layout")
-
-
-@pytest.fixture(scope="session")
-def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clients]:
-    """The clients' configuration, storage and state, in a folder of their own."""
-    folder = Clients(tmp_path_factory.mktemp("clients"))
-    try:
-        yield folder
-    finally:
-        folder.close()
 
 
 @pytest.fixture(scope="session")

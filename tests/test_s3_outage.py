@@ -178,24 +178,6 @@ def test_outage_answers_503_then_recovers(
     assert s3_registry.request("GET", f"{repo}/blobs/{sha256(pending)}").body == pending
 
 
-def test_missing_bucket_is_unavailable(
-    outage_server: S3ServerProcess, start_registry_with: Callable[..., Registry], repo: str
-) -> None:
-    """A bucket that does not exist answers 503 UNAVAILABLE, not 404 or 500."""
-    storage = {
-        **outage_server.storage_parameters("no-such-bucket", "", maxretries=0),
-        "delete": {"enabled": True},
-    }
-    registry = start_registry_with({"storage": storage})
-    for method, target in [
-        ("GET", f"{repo}/tags/list"),
-        ("HEAD", f"{repo}/blobs/{sha256(b'x')}"),
-        ("POST", f"{repo}/blobs/uploads/"),
-        ("GET", "_catalog"),
-    ]:
-        assert_unavailable(timed(registry, method, target), method)
-
-
 def test_outage_while_streaming_a_blob(
     s3_registry: Registry, outage_server: S3ServerProcess, repo: str
 ) -> None:
@@ -232,19 +214,19 @@ def test_outage_while_streaming_a_blob(
     assert s3_registry.request("GET", f"{repo}/blobs/{digest}").body == blob
 
 
-def test_wrong_credentials_are_unavailable(
-    tmp_path: Path, start_registry_with: Callable[..., Registry], repo: str
+@pytest.mark.parametrize("refusal", ["missing-bucket", "wrong-credentials"])
+def test_storage_refusing_is_unavailable(
+    refusal: str, tmp_path: Path, start_registry_with: Callable[..., Registry], repo: str
 ) -> None:
     """
-    Keys the bucket does not know (moto checking credentials) answer 503
-    UNAVAILABLE: the registry cannot reach its storage, the client did
-    nothing wrong.
+    A bucket that does not exist, or keys the server does not know (moto
+    checking credentials), answer 503 UNAVAILABLE, not 404 or 500: the
+    registry cannot use its storage, the client did nothing wrong.
     """
-    with S3ServerProcess(
-        tmp_path / "s3-auth", name="s3-auth", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    ) as server:
+    checks_keys = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if refusal == "wrong-credentials" else {}
+    with S3ServerProcess(tmp_path / "s3", name=f"s3-{refusal}", env=checks_keys) as server:
         storage = {
-            **server.storage_parameters("any-bucket", "", maxretries=0),
+            **server.storage_parameters("no-such-bucket", "", maxretries=0),
             "delete": {"enabled": True},
         }
         registry = start_registry_with({"storage": storage})
@@ -253,5 +235,6 @@ def test_wrong_credentials_are_unavailable(
             ("HEAD", f"{repo}/blobs/{sha256(b'x')}"),
             ("POST", f"{repo}/blobs/uploads/"),
             ("GET", f"{repo}/manifests/latest"),
+            ("GET", "_catalog"),
         ]:
             assert_unavailable(timed(registry, method, target), method)

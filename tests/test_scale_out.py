@@ -42,7 +42,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from clients import Clients, ImageSet, Target, build_test_images, same_image
+from clients import Clients, ImageSet, Target, same_image
 from conftest import Registry
 from manifest_support import Images
 from support import sha256
@@ -145,22 +145,6 @@ def cluster(
     b = start_registry_with({"storage": storage})
     with NginxProcess(tmp_path / "nginx", [a.url, b.url]) as balancer:
         yield Cluster(a, b, balancer, s3, rootdirectory)
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> ImageSet:
-    """The OCI layout skopeo pushes from."""
-    return build_test_images(tmp_path_factory.mktemp("images") / "layout")
-
-
-@pytest.fixture(scope="module")
-def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clients]:
-    """skopeo's configuration and state, in a folder of their own."""
-    folder = Clients(tmp_path_factory.mktemp("clients"))
-    try:
-        yield folder
-    finally:
-        folder.close()
 
 
 def blob_response(registry: Registry, repo: str, digest: str, method: str = "GET") -> HTTPResponse:
