@@ -63,6 +63,21 @@ def _blob_data_files(registry, digest):
 # -- starting an upload ------------------------------------------------------------
 
 
+def test_upload_without_data_is_unknown(registry, repo):
+    """
+    An upload whose data file is gone (its start time kept) is unknown:
+    nothing to continue, and no data file is made up for it.
+    """
+    location = registry.start_upload(repo).header("Location")
+    folder = registry.uploads_dir(repo) / _upload_id(location)
+    (folder / "data").unlink()
+    for method in ("GET", "PATCH", "PUT"):
+        target = location if method != "PUT" else f"{location}&digest={EMPTY}"
+        response = registry.request(method, target, b"" if method != "GET" else None)
+        _assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert not (folder / "data").exists()
+
+
 def test_start_upload(registry, repo):
     response = registry.request("POST", f"{repo}/blobs/uploads/")
     assert response.status == 202

@@ -532,19 +532,33 @@ def test_referrers(target: Target, clients: Clients, images: ImageSet) -> None:
 # -- one data directory, two registries ---------------------------------------------------
 
 
+@pytest.mark.parametrize("storage", ["filesystem", "s3"])
 @pytest.mark.parametrize(
     ("writer", "reader"), [("reference", "txregistry"), ("txregistry", "reference")]
 )
 def test_data_directory_handover(
-    writer: str, reader: str, clients: Clients, images: ImageSet, tmp_path: Path
+    writer: str,
+    reader: str,
+    storage: str,
+    clients: Clients,
+    images: ImageSet,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """
     Images skopeo pushed to one registry (a single image, and an index with
     C{--all}) are pulled by skopeo from the other, started afterwards over
-    the same root: the same tags, the same digests all the way down.
+    the same root (a folder, or a bucket through both registries' s3
+    drivers): the same tags, the same digests all the way down.
     """
     root = tmp_path / "root"
-    first = Target(writer, root, tmp_path / writer).start()
+    section: dict[str, Any] | None = None
+    if storage == "s3":
+        s3: S3ServerProcess = request.getfixturevalue("s3_server")
+        bucket = f"handover-{writer}"
+        s3.create_bucket(bucket)
+        section = {**s3.storage_parameters(bucket, "/handover"), "delete": {"enabled": True}}
+    first = Target(writer, root, tmp_path / writer, section).start()
     clients.allow(first)
     try:
         assert clients.push(first, images.layout, "single", "handover/single:v1") == (
@@ -557,7 +571,7 @@ def test_data_directory_handover(
         first.stop()
     assert not first.log_problems(), first.log_since(0)
 
-    second = Target(reader, root, tmp_path / reader).start()
+    second = Target(reader, root, tmp_path / reader, section).start()
     clients.allow(second)
     try:
         assert clients.list_tags(second, "handover/single") == ["v1"]

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from txregistry.digest import CANONICAL_ALGORITHM, Digest
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import BLOB_UPLOAD_UNKNOWN, DIGEST_INVALID
-from txregistry.interfaces import IFileWriter, IStorageDriver
+from txregistry.interfaces import FileInfo, IFileWriter, IStorageDriver
 from txregistry.registry import paths
 from txregistry.registry.blobs import BlobDescriptor, LinkedBlobStore
 from txregistry.threads import in_thread
@@ -353,11 +353,27 @@ class Uploads:
         @raise txregistry.errors.RegistryError: BLOB_UPLOAD_UNKNOWN when there
             is none by that id in this repository.
         """
+        data_path = paths.upload_data(self.repository, upload_id)
         try:
             started_at = await self.driver.get_content(
                 paths.upload_started_at(self.repository, upload_id)
             )
-            info = await self.driver.stat(paths.upload_data(self.repository, upload_id))
+            try:
+                info = await self.driver.stat(data_path)
+            except PathNotFoundError:
+                info = await self._adopt(data_path)
         except PathNotFoundError:
             raise BLOB_UPLOAD_UNKNOWN(upload_id) from None
         return UploadSession(self, upload_id, started_at.decode("ascii", "replace"), info.size)
+
+    async def _adopt(self, data_path: str) -> FileInfo:
+        """
+        Make the bytes of an upload whose data is not (yet) a file a file:
+        Distribution's s3 driver keeps them in an open multipart upload
+        between requests, which an appending writer of ours completes (see
+        L{txregistry.drivers.s3}).  Where there is nothing to continue,
+        fails with L{PathNotFoundError}.
+        """
+        writer = await self.driver.writer(data_path, append=True)
+        await writer.close()
+        return await self.driver.stat(data_path)

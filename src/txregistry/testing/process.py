@@ -274,7 +274,10 @@ class RegistryProcess(ServerProcess):
         return command
 
     def _inherits(self, variable: str) -> bool:
-        return not variable.startswith("REGISTRY_")
+        # REGISTRY_* would override the config; AWS_* (credentials, a CA
+        # bundle, which Distribution's s3 driver refuses over plain HTTP)
+        # would let the machine's settings into the storage under test.
+        return not variable.startswith(("REGISTRY_", "AWS_"))
 
     def output(self, lines: int | None = None) -> str:
         """What the process printed so far: all of it, or the last C{lines} lines."""
