@@ -19,8 +19,9 @@ C{commit} both complete the upload, so the bytes are an object any process
 can read.  C{writer(path, append=True)} continues such an object by starting
 a new multipart upload whose first parts are server-side copies of it
 (objects under 5 MiB, too small to be a part, are read back instead), as
-Distribution's driver does; a multipart upload that Distribution left open
-at the key is completed first, so its bytes are kept.
+Distribution's driver does.  Where no object is at the key but Distribution
+left a multipart upload open there (its way of keeping an upload's bytes
+between two requests), that upload is completed and continued.
 """
 
 from __future__ import annotations
@@ -36,10 +37,17 @@ from twisted.internet.defer import (
     FirstError,
     ensureDeferred,
     gatherResults,
+    succeed,
 )
 from zope.interface import implementer
 
 from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
+from txregistry.drivers.s3_files import (
+    S3Reader,
+    S3Writer,
+    call_in_thread,
+    is_missing,
+)
 from txregistry.drivers.s3_parameters import (
     MAX_PART_SIZE,
     MIN_CHUNK_SIZE,
@@ -53,7 +61,6 @@ from txregistry.interfaces import (
     IStorageDriver,
     IStorageDriverFactory,
 )
-from txregistry.threads import in_thread
 
 T = TypeVar("T")
 
@@ -61,194 +68,6 @@ T = TypeVar("T")
 PRESIGN_SECONDS = 20 * 60
 # The most keys one DeleteObjects request takes.
 DELETE_BATCH = 1000
-_NOT_FOUND = ("NoSuchKey", "NotFound", "404", "NoSuchUpload")
-
-
-def _is_missing(error: Exception) -> bool:
-    """Whether a botocore C{ClientError} says the key (or upload) is not there."""
-    response = getattr(error, "response", {})
-    return str(response.get("Error", {}).get("Code", "")) in _NOT_FOUND
-
-
-def _call(path: str, work: Callable[[], T]) -> T:
-    """
-    Run C{work} (in a pool thread), turning botocore's errors into driver
-    errors: a missing key is L{PathNotFoundError}; everything else the
-    bucket or the network answers is L{StorageUnavailableError}.
-    """
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return work()
-    except ClientError as error:
-        if _is_missing(error):
-            raise PathNotFoundError(path) from None
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        raise StorageUnavailableError(f"{path}: the bucket answered {code or error}") from None
-    except BotoCoreError as error:
-        raise StorageUnavailableError(f"{path}: {error}") from None
-    except OSError as error:
-        # urllib3's read errors on a streaming body surface as OSErrors.
-        raise StorageUnavailableError(f"{path}: {error}") from None
-
-
-def _in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
-    return in_thread(_call, path, work)
-
-
-@implementer(IFileReader)
-class S3Reader:
-    """Reads the body of one GetObject response, in the thread pool."""
-
-    def __init__(self, path: str, body: Any) -> None:
-        self._path = path
-        self._body = body
-
-    def read(self, max_bytes: int) -> Deferred[bytes]:
-        """See L{IFileReader.read}."""
-        if self._body is None:
-            return _done(b"")
-        body = self._body
-        return _in_thread(self._path, lambda: bytes(body.read(max_bytes)))
-
-    def close(self) -> Deferred[None]:
-        """See L{IFileReader.close}."""
-        body, self._body = self._body, None
-        if body is None:
-            return _done(None)
-        return in_thread(body.close)
-
-
-def _done(value: T) -> Deferred[T]:
-    result: Deferred[T] = Deferred()
-    result.callback(value)
-    return result
-
-
-@implementer(IFileWriter)
-class S3Writer:
-    """
-    Writes one object as a multipart upload (see the module docstring).
-
-    @param start: bytes the object begins with that are not yet in any part
-        (a small object being continued).
-    @param parts: parts already in C{upload_id} (server-side copies of the
-        object being continued).
-    """
-
-    def __init__(
-        self,
-        driver: S3Driver,
-        path: str,
-        size: int,
-        start: bytes = b"",
-        upload_id: str | None = None,
-        parts: list[dict[str, Any]] | None = None,
-    ) -> None:
-        self._driver = driver
-        self._path = path
-        self._key = driver.key(path)
-        self.size = size
-        self._buffer = bytearray(start)
-        self._upload_id = upload_id
-        self._parts: list[dict[str, Any]] = list(parts or [])
-        self._in_flight: Deferred[None] | None = None
-        self._finished = False
-
-    def write(self, data: bytes) -> Deferred[None]:
-        """See L{IFileWriter.write}."""
-        self.size += len(data)
-        return ensureDeferred(self._write(data))
-
-    async def _write(self, data: bytes) -> None:
-        self._check_open()
-        self._buffer += data
-        chunk = self._driver.parameters.chunk_size
-        while len(self._buffer) >= chunk:
-            with memoryview(self._buffer) as view:
-                part = bytes(view[:chunk])
-            del self._buffer[:chunk]
-            await self._wait_in_flight()
-            self._in_flight = ensureDeferred(self._upload_part(part))
-
-    def _check_open(self) -> None:
-        if self._finished:
-            raise ValueError(f"the writer of {self._path} is closed")
-
-    async def _wait_in_flight(self) -> None:
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            await in_flight
-
-    async def _upload_part(self, data: bytes) -> None:
-        client = self._driver.client
-        bucket = self._driver.parameters.bucket
-        if self._upload_id is None:
-            self._upload_id = await self._driver.create_multipart_upload(self._path)
-        upload_id = self._upload_id
-        number = len(self._parts) + 1
-        self._parts.append({"PartNumber": number})
-        answer = await _in_thread(
-            self._path,
-            lambda: client.upload_part(
-                Bucket=bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=data
-            ),
-        )
-        self._parts[number - 1]["ETag"] = answer["ETag"]
-
-    async def _finish(self) -> None:
-        self._check_open()
-        self._finished = True
-        driver = self._driver
-        try:
-            await self._wait_in_flight()
-            if self._upload_id is None:
-                content = bytes(self._buffer)
-                self._buffer = bytearray()
-                await driver.put_content(self._path, content)
-                return
-            if self._buffer:
-                await self._upload_part(bytes(self._buffer))
-                self._buffer = bytearray()
-            await driver.complete_multipart_upload(self._path, self._upload_id, self._parts)
-        except BaseException:
-            # The object keeps what it held before this writer; drop the
-            # parts sent if the bucket answers (else they wait for the
-            # bucket's rule for incomplete multipart uploads).
-            if self._upload_id is not None:
-                try:
-                    await driver.abort_multipart_upload(self._path, self._upload_id)
-                except StorageUnavailableError:
-                    pass
-            raise
-
-    def close(self) -> Deferred[None]:
-        """See L{IFileWriter.close}: the bytes become the object, to be continued."""
-        return ensureDeferred(self._finish())
-
-    def commit(self) -> Deferred[None]:
-        """See L{IFileWriter.commit}: a completed upload is durable."""
-        return ensureDeferred(self._finish())
-
-    def cancel(self) -> Deferred[None]:
-        """See L{IFileWriter.cancel}."""
-
-        async def cancel() -> None:
-            self._check_open()
-            self._finished = True
-            self._buffer = bytearray()
-            try:
-                await self._wait_in_flight()
-            except Exception:
-                pass  # The upload is aborted below whatever its last part did.
-            if self._upload_id is not None:
-                await self._driver.abort_multipart_upload(self._path, self._upload_id)
-            try:
-                await self._driver.delete(self._path)
-            except PathNotFoundError:
-                pass
-
-        return ensureDeferred(cancel())
 
 
 @implementer(IStorageDriver)
@@ -289,7 +108,7 @@ class S3Driver:
             with answer["Body"] as body:
                 return bytes(body.read())
 
-        return _in_thread(path, get)
+        return call_in_thread(path, get)
 
     def put_content(self, path: str, content: bytes) -> Deferred[None]:
         """See L{IStorageDriver.put_content}: one PutObject, so readers never see a mix."""
@@ -302,7 +121,7 @@ class S3Driver:
                 **self.parameters.put_arguments(),
             )
 
-        return _in_thread(path, put)
+        return call_in_thread(path, put)
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IFileReader]:
         """See L{IStorageDriver.reader}."""
@@ -322,7 +141,7 @@ class S3Driver:
                 raise
             return S3Reader(path, answer["Body"])
 
-        return _in_thread(path, open_at)
+        return call_in_thread(path, open_at)
 
     def stat(self, path: str) -> Deferred[FileInfo]:
         """See L{IStorageDriver.stat}: the object, else any key below the path."""
@@ -333,7 +152,7 @@ class S3Driver:
             try:
                 head = self.client.head_object(Bucket=self._bucket, Key=self.key(path))
             except ClientError as error:
-                if not _is_missing(error):
+                if not is_missing(error):
                     raise
             else:
                 return FileInfo(
@@ -347,7 +166,7 @@ class S3Driver:
             # Object storage keeps no times for directories.
             return FileInfo(path, 0, 0.0, True)
 
-        return _in_thread(path, stat)
+        return call_in_thread(path, stat)
 
     # -- writers ---------------------------------------------------------------
 
@@ -357,7 +176,7 @@ class S3Driver:
         stays readable until the new one is closed or committed.
         """
         if not append:
-            return _done(S3Writer(self, path, 0))
+            return succeed(S3Writer(self, path, 0))
         return ensureDeferred(self._continue(path))
 
     async def _continue(self, path: str) -> IFileWriter:
@@ -380,7 +199,7 @@ class S3Driver:
         return S3Writer(self, path, size, upload_id=upload_id, parts=parts)
 
     def _head(self, path: str) -> Deferred[dict[str, Any]]:
-        return _in_thread(
+        return call_in_thread(
             path, lambda: dict(self.client.head_object(Bucket=self._bucket, Key=self.key(path)))
         )
 
@@ -406,7 +225,7 @@ class S3Driver:
             return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
 
         copies = [
-            limit.run(_in_thread, source, partial(copy, number, first, last))
+            limit.run(call_in_thread, source, partial(copy, number, first, last))
             for number, (first, last) in enumerate(ranges, start=1)
         ]
         try:
@@ -437,7 +256,7 @@ class S3Driver:
                     ]
             return None
 
-        found = await _in_thread(path, find)
+        found = await call_in_thread(path, find)
         if found is None:
             return False
         upload_id, parts = found
@@ -457,7 +276,7 @@ class S3Driver:
             )
             return str(answer["UploadId"])
 
-        return _in_thread(path, create)
+        return call_in_thread(path, create)
 
     def complete_multipart_upload(
         self, path: str, upload_id: str, parts: list[dict[str, Any]]
@@ -476,7 +295,7 @@ class S3Driver:
                 },
             )
 
-        return _in_thread(path, complete)
+        return call_in_thread(path, complete)
 
     def abort_multipart_upload(self, path: str, upload_id: str) -> Deferred[None]:
         """Drop the multipart upload C{upload_id} and its parts."""
@@ -489,10 +308,10 @@ class S3Driver:
                     Bucket=self._bucket, Key=self.key(path), UploadId=upload_id
                 )
             except ClientError as error:
-                if not _is_missing(error):
+                if not is_missing(error):
                     raise
 
-        return _in_thread(path, abort)
+        return call_in_thread(path, abort)
 
     # -- listing ---------------------------------------------------------------
 
@@ -524,13 +343,13 @@ class S3Driver:
                 raise PathNotFoundError(path)
             return [child for child, _ in children]
 
-        return _in_thread(path, list_children)
+        return call_in_thread(path, list_children)
 
     def walk(self, path: str, visit: Callable[[FileInfo], bool | None]) -> Deferred[None]:
         """See L{IStorageDriver.walk}: one listing per directory, depth first."""
 
         async def walk_from(folder: str) -> None:
-            children = await _in_thread(folder, lambda: self._children(folder))
+            children = await call_in_thread(folder, lambda: self._children(folder))
             if not children and folder == path and path != "/":
                 raise PathNotFoundError(path)
             for _, info in children:
@@ -561,10 +380,10 @@ class S3Driver:
                     **self.parameters.put_arguments(),
                 )
 
-            await _in_thread(source, copy)
+            await call_in_thread(source, copy)
         else:
             await self._copy_in_parts(source, dest, size)
-        await _in_thread(
+        await call_in_thread(
             source, lambda: self.client.delete_object(Bucket=self._bucket, Key=self.key(source))
         )
 
@@ -594,7 +413,7 @@ class S3Driver:
                     self.client.head_object(Bucket=self._bucket, Key=self.key(path))
                     found = True
                 except ClientError as error:
-                    if not _is_missing(error):
+                    if not is_missing(error):
                         raise
                     keys.pop(0)
             found = found or bool(keys)
@@ -614,7 +433,7 @@ class S3Driver:
                         f"{path}: could not delete {failed.get('Key')}: {failed.get('Code')}"
                     )
 
-        return _in_thread(path, delete)
+        return call_in_thread(path, delete)
 
     # -- redirects -------------------------------------------------------------
 
@@ -622,7 +441,7 @@ class S3Driver:
         """See L{IStorageDriver.redirect_url}: a presigned URL, valid 20 minutes."""
         operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)
         if operation is None:
-            return _done(None)
+            return succeed(None)
 
         def presign() -> str | None:
             url: str = self.client.generate_presigned_url(
@@ -633,7 +452,7 @@ class S3Driver:
             return url
 
         # In a thread: finding credentials may ask the instance metadata service.
-        return _in_thread(path, presign)
+        return call_in_thread(path, presign)
 
 
 def _copy_ranges(size: int, chunk: int) -> list[tuple[int, int]]:

@@ -1,0 +1,207 @@
+# -*- test-case-name: tests.test_drivers_s3 -*-
+"""
+The files of the C{s3} driver: reading one object, writing one as a
+multipart upload, and turning botocore's errors into driver errors.  See
+L{txregistry.drivers.s3} for how writers use multipart uploads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from zope.interface import implementer
+
+from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
+from txregistry.interfaces import IFileReader, IFileWriter
+from txregistry.threads import in_thread
+
+if TYPE_CHECKING:
+    from txregistry.drivers.s3 import S3Driver
+
+T = TypeVar("T")
+
+_NOT_FOUND = ("NoSuchKey", "NotFound", "404", "NoSuchUpload")
+
+
+def is_missing(error: Exception) -> bool:
+    """Whether a botocore C{ClientError} says the key (or upload) is not there."""
+    response = getattr(error, "response", {})
+    return str(response.get("Error", {}).get("Code", "")) in _NOT_FOUND
+
+
+def call(path: str, work: Callable[[], T]) -> T:
+    """
+    Run C{work} (in a pool thread), turning botocore's errors into driver
+    errors: a missing key is L{PathNotFoundError}; everything else the
+    bucket or the network answers is L{StorageUnavailableError}.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return work()
+    except ClientError as error:
+        if is_missing(error):
+            raise PathNotFoundError(path) from None
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        raise StorageUnavailableError(f"{path}: the bucket answered {code or error}") from None
+    except BotoCoreError as error:
+        raise StorageUnavailableError(f"{path}: {error}") from None
+    except OSError as error:
+        # urllib3's read errors on a streaming body surface as OSErrors.
+        raise StorageUnavailableError(f"{path}: {error}") from None
+
+
+def call_in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
+    """L{call} in the thread pool."""
+    return in_thread(call, path, work)
+
+
+@implementer(IFileReader)
+class S3Reader:
+    """Reads the body of one GetObject response, in the thread pool."""
+
+    def __init__(self, path: str, body: Any) -> None:
+        self._path = path
+        self._body = body
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        """See L{IFileReader.read}."""
+        if self._body is None:
+            return succeed(b"")
+        body = self._body
+        return call_in_thread(self._path, lambda: bytes(body.read(max_bytes)))
+
+    def close(self) -> Deferred[None]:
+        """See L{IFileReader.close}."""
+        body, self._body = self._body, None
+        if body is None:
+            return succeed(None)
+        return in_thread(body.close)
+
+
+@implementer(IFileWriter)
+class S3Writer:
+    """
+    Writes one object as a multipart upload (see L{txregistry.drivers.s3}).
+
+    @param start: bytes the object begins with that are not yet in any part
+        (a small object being continued).
+    @param parts: parts already in C{upload_id} (server-side copies of the
+        object being continued).
+    """
+
+    def __init__(
+        self,
+        driver: S3Driver,
+        path: str,
+        size: int,
+        start: bytes = b"",
+        upload_id: str | None = None,
+        parts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self._driver = driver
+        self._path = path
+        self._key = driver.key(path)
+        self.size = size
+        self._buffer = bytearray(start)
+        self._upload_id = upload_id
+        self._parts: list[dict[str, Any]] = list(parts or [])
+        self._in_flight: Deferred[None] | None = None
+        self._finished = False
+
+    def write(self, data: bytes) -> Deferred[None]:
+        """See L{IFileWriter.write}."""
+        self.size += len(data)
+        return ensureDeferred(self._write(data))
+
+    async def _write(self, data: bytes) -> None:
+        self._check_open()
+        self._buffer += data
+        chunk = self._driver.parameters.chunk_size
+        while len(self._buffer) >= chunk:
+            with memoryview(self._buffer) as view:
+                part = bytes(view[:chunk])
+            del self._buffer[:chunk]
+            await self._wait_in_flight()
+            self._in_flight = ensureDeferred(self._upload_part(part))
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise ValueError(f"the writer of {self._path} is closed")
+
+    async def _wait_in_flight(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def _upload_part(self, data: bytes) -> None:
+        client = self._driver.client
+        bucket = self._driver.parameters.bucket
+        if self._upload_id is None:
+            self._upload_id = await self._driver.create_multipart_upload(self._path)
+        upload_id = self._upload_id
+        number = len(self._parts) + 1
+        self._parts.append({"PartNumber": number})
+        answer = await call_in_thread(
+            self._path,
+            lambda: client.upload_part(
+                Bucket=bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=data
+            ),
+        )
+        self._parts[number - 1]["ETag"] = answer["ETag"]
+
+    async def _finish(self) -> None:
+        self._check_open()
+        self._finished = True
+        driver = self._driver
+        try:
+            await self._wait_in_flight()
+            if self._upload_id is None:
+                content = bytes(self._buffer)
+                self._buffer = bytearray()
+                await driver.put_content(self._path, content)
+                return
+            if self._buffer:
+                await self._upload_part(bytes(self._buffer))
+                self._buffer = bytearray()
+            await driver.complete_multipart_upload(self._path, self._upload_id, self._parts)
+        except BaseException:
+            # The object keeps what it held before this writer; drop the
+            # parts sent if the bucket answers (else they wait for the
+            # bucket's rule for incomplete multipart uploads).
+            if self._upload_id is not None:
+                try:
+                    await driver.abort_multipart_upload(self._path, self._upload_id)
+                except StorageUnavailableError:
+                    pass
+            raise
+
+    def close(self) -> Deferred[None]:
+        """See L{IFileWriter.close}: the bytes become the object, to be continued."""
+        return ensureDeferred(self._finish())
+
+    def commit(self) -> Deferred[None]:
+        """See L{IFileWriter.commit}: a completed upload is durable."""
+        return ensureDeferred(self._finish())
+
+    def cancel(self) -> Deferred[None]:
+        """See L{IFileWriter.cancel}."""
+
+        async def cancel() -> None:
+            self._check_open()
+            self._finished = True
+            self._buffer = bytearray()
+            try:
+                await self._wait_in_flight()
+            except Exception:
+                pass  # The upload is aborted below whatever its last part did.
+            if self._upload_id is not None:
+                await self._driver.abort_multipart_upload(self._path, self._upload_id)
+            try:
+                await self._driver.delete(self._path)
+            except PathNotFoundError:
+                pass
+
+        return ensureDeferred(cancel())
