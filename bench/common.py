@@ -391,12 +391,19 @@ class RegistryOptions:
         }
 
 
-def bench_config(root: Path, assignments: Sequence[str] = ()) -> dict[str, Any]:
+def bench_config(
+    root: Path, assignments: Sequence[str] = (), storage: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """
-    The benchmarks' config: filesystem storage under C{root}, log level
-    C{warn}, no access log, then C{assignments} (C{KEY=VALUE}).
+    The benchmarks' config: filesystem storage under C{root}, or the
+    C{storage} sections instead of C{filesystem} (C{{"s3": {...},
+    "redirect": {...}}}), log level C{warn}, no access log, then
+    C{assignments} (C{KEY=VALUE}).
     """
     config = base_config(root)
+    if storage is not None:
+        del config["storage"]["filesystem"]
+        config["storage"].update(storage)
     config["log"] = {"level": "warn", "accesslog": {"disabled": True}}
     for assignment in assignments:
         set_dotted(config, assignment)
@@ -404,11 +411,15 @@ def bench_config(root: Path, assignments: Sequence[str] = ()) -> dict[str, Any]:
 
 
 def start_registry(
-    registry: str, workdir: Path, options: RegistryOptions | None = None
+    registry: str,
+    workdir: Path,
+    options: RegistryOptions | None = None,
+    storage: Mapping[str, Any] | None = None,
 ) -> BenchRegistry:
     """
     Start C{registry} (C{"txregistry"} or C{"reference"}) on a free port of
-    127.0.0.1 with its data under C{workdir}/data.
+    127.0.0.1 with its data under C{workdir}/data, or in the C{storage}
+    sections' driver (see L{bench_config}).
     """
     options = options or RegistryOptions()
     reference = registry == "reference"
@@ -420,7 +431,7 @@ def start_registry(
         env = dict(item.partition("=")[::2] for item in options.txregistry_env)
     process = BenchRegistry(
         workdir,
-        bench_config(workdir / "data", assignments),
+        bench_config(workdir / "data", assignments, storage),
         reference=reference,
         twist_args=() if reference else shlex.split(options.twist_args),
         registry_args=() if reference else shlex.split(options.txregistry_args),

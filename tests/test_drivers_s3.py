@@ -142,6 +142,22 @@ class S3MultipartTests(TestCase):
         self.assertEqual(await self.driver.get_content("/upload"), first + b"more")
         self.assertEqual(self.open_uploads(), [])
 
+    async def test_append_writing_nothing_copies_nothing(self) -> None:
+        """An appending writer closed or committed without a write leaves the object as it was."""
+        for size in (MiB, 6 * MiB):
+            content = random_bytes(size, seed=size)
+            await self.driver.put_content("/upload", content)
+            before = self.raw.client.head_object(Bucket=BUCKET, Key=self.raw.key("/upload"))
+            for finish in ("close", "commit"):
+                writer = await self.driver.writer("/upload", append=True)
+                self.assertEqual(writer.size, size)
+                await getattr(writer, finish)()
+            after = self.raw.client.head_object(Bucket=BUCKET, Key=self.raw.key("/upload"))
+            self.assertEqual(after["ETag"], before["ETag"])
+            self.assertEqual(after["LastModified"], before["LastModified"])
+            self.assertEqual(await self.driver.get_content("/upload"), content)
+            self.assertEqual(self.open_uploads(), [])
+
     async def test_cancel_aborts_upload(self) -> None:
         """Cancelling a writer with parts sent aborts its upload and removes the file."""
         await self.driver.put_content("/upload", random_bytes(6 * MiB, seed=8))

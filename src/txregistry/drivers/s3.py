@@ -16,8 +16,9 @@ multipart upload, with at most one part in flight: memory stays within two
 chunks per writer, and C{write} fires only once the bucket took the previous
 part, which slows the client down when the bucket is slow.  C{close} and
 C{commit} both complete the upload, so the bytes are an object any process
-can read.  C{writer(path, append=True)} continues such an object by starting
-a new multipart upload whose first parts are server-side copies of it
+can read.  C{writer(path, append=True)} continues such an object: at its
+first write, it starts a new multipart upload whose first parts are
+server-side copies of it
 (objects under 5 MiB, too small to be a part, are read back instead), as
 Distribution's driver does.  Where no object is at the key but Distribution
 left a multipart upload open there (its way of keeping an upload's bytes
@@ -176,7 +177,7 @@ class S3Driver:
         stays readable until the new one is closed or committed.
         """
         if not append:
-            return succeed(S3Writer(self, path, 0))
+            return succeed(S3Writer(self, path))
         return ensureDeferred(self._continue(path))
 
     async def _continue(self, path: str) -> IFileWriter:
@@ -186,17 +187,22 @@ class S3Driver:
             if not await self._complete_abandoned_upload(path):
                 raise
             size = (await self._head(path))["ContentLength"]
-        size = int(size)
-        if size < MIN_CHUNK_SIZE:
-            start = await self.get_content(path) if size else b""
-            return S3Writer(self, path, len(start), start=start)
+        return S3Writer(self, path, continues=int(size))
+
+    async def continue_in_upload(self, path: str, size: int) -> tuple[str, list[dict[str, Any]]]:
+        """
+        Start a multipart upload to C{path} whose first parts are copies of
+        the C{size} bytes (at least a part's worth) of the object there.
+
+        @return: the upload's id and its parts so far.
+        """
         upload_id = await self.create_multipart_upload(path)
         try:
             parts = await self._copy_into(path, path, upload_id, _copy_ranges(size, MAX_PART_SIZE))
         except BaseException:
             await self.abort_multipart_upload(path, upload_id)
             raise
-        return S3Writer(self, path, size, upload_id=upload_id, parts=parts)
+        return upload_id, parts
 
     def _head(self, path: str) -> Deferred[dict[str, Any]]:
         return call_in_thread(

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from zope.interface import implementer
 
 from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
+from txregistry.drivers.s3_parameters import MIN_CHUNK_SIZE
 from txregistry.interfaces import IFileReader, IFileWriter
 from txregistry.threads import in_thread
 
@@ -86,28 +87,22 @@ class S3Writer:
     """
     Writes one object as a multipart upload (see L{txregistry.drivers.s3}).
 
-    @param start: bytes the object begins with that are not yet in any part
-        (a small object being continued).
-    @param parts: parts already in C{upload_id} (server-side copies of the
-        object being continued).
+    @param continues: the size of the object this writer continues (0 for
+        a new file).  Its bytes are taken in at the first write (copied
+        into the upload's first parts, or read back when too small to be a
+        part), so a writer that writes nothing costs nothing and leaves the
+        object as it was.
     """
 
-    def __init__(
-        self,
-        driver: S3Driver,
-        path: str,
-        size: int,
-        start: bytes = b"",
-        upload_id: str | None = None,
-        parts: list[dict[str, Any]] | None = None,
-    ) -> None:
+    def __init__(self, driver: S3Driver, path: str, continues: int = 0) -> None:
         self._driver = driver
         self._path = path
         self._key = driver.key(path)
-        self.size = size
-        self._buffer = bytearray(start)
-        self._upload_id = upload_id
-        self._parts: list[dict[str, Any]] = list(parts or [])
+        self.size = continues
+        self._continues = continues
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
         self._in_flight: Deferred[None] | None = None
         self._finished = False
 
@@ -118,6 +113,8 @@ class S3Writer:
 
     async def _write(self, data: bytes) -> None:
         self._check_open()
+        if self._continues:
+            await self._take_in_existing()
         self._buffer += data
         chunk = self._driver.parameters.chunk_size
         while len(self._buffer) >= chunk:
@@ -126,6 +123,15 @@ class S3Writer:
             del self._buffer[:chunk]
             await self._wait_in_flight()
             self._in_flight = ensureDeferred(self._upload_part(part))
+
+    async def _take_in_existing(self) -> None:
+        existing, self._continues = self._continues, 0
+        if existing >= MIN_CHUNK_SIZE:
+            self._upload_id, self._parts = await self._driver.continue_in_upload(
+                self._path, existing
+            )
+        else:
+            self._buffer[:0] = await self._driver.get_content(self._path)
 
     def _check_open(self) -> None:
         if self._finished:
@@ -156,6 +162,8 @@ class S3Writer:
         self._check_open()
         self._finished = True
         driver = self._driver
+        if self._continues:
+            return  # nothing written: the object stays as it is
         try:
             await self._wait_in_flight()
             if self._upload_id is None:
