@@ -36,8 +36,7 @@ from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
 
 # Debian's docker-registry package, /etc/docker/registry/config.yml, without
-# its auth section (htpasswd), which txregistry refuses until it has access
-# control.
+# its auth section (htpasswd; DEBIAN_AUTH below).
 DEBIAN_CONFIG = """\
 version: 0.1
 log:
@@ -114,10 +113,27 @@ class DocumentTests(ConfigTestCase):
         self.assertEqual(len(config.warnings), 1)
         self.assertTrue(config.warnings[0].startswith("health: "), config.warnings)
 
-    def test_debian_default_with_auth_refused(self) -> None:
-        """With its htpasswd section, the same config is refused, naming C{auth}."""
-        error = self.error(DEBIAN_CONFIG + DEBIAN_AUTH)
-        self.assertEqual(error.key, "auth")
+    def test_debian_default_with_auth(self) -> None:
+        """With its htpasswd section, the same config names the htpasswd controller."""
+        config = load(DEBIAN_CONFIG + DEBIAN_AUTH)
+        assert config.auth is not None
+        self.assertEqual(config.auth.name, "htpasswd")
+        self.assertEqual(
+            config.auth.options, {"realm": "basic-realm", "path": "/etc/docker/registry"}
+        )
+
+    def test_auth_mistakes(self) -> None:
+        """One controller, with a mapping of options (or none); anything else names the key."""
+        self.assertIsNone(load(MINIMAL).auth)
+        self.assertIsNone(load(MINIMAL + "auth: {}\n").auth)
+        config = load(MINIMAL + "auth:\n  silly:\n")
+        self.assertEqual((config.auth.name, config.auth.options), ("silly", {}))  # type: ignore[union-attr]
+        for extra, key in [
+            ("auth: {silly: {}, htpasswd: {}}\n", "auth"),
+            ("auth: {silly: [realm]}\n", "auth.silly"),
+            ("auth: silly\n", "auth"),
+        ]:
+            self.assertEqual(self.error(MINIMAL + extra).key, key, extra)
 
     def test_minimal(self) -> None:
         """A version and a driver are all it takes; the rest has Distribution's defaults."""
@@ -291,9 +307,17 @@ class EnvironmentTests(ConfigTestCase):
 
     def test_override_refused_section(self) -> None:
         """Overrides are checked like the file: a refused section is refused, saying why."""
-        error = self.error(MINIMAL, REGISTRY_AUTH_HTPASSWD_PATH="/etc/htpasswd")
-        self.assertEqual(error.key, "auth")
+        error = self.error(MINIMAL, REGISTRY_PROXY_REMOTEURL="https://registry.example")
+        self.assertEqual(error.key, "proxy")
         self.assertIn("not supported", error.problem)
+
+    def test_override_auth(self) -> None:
+        """C{REGISTRY_AUTH_<CONTROLLER>_<OPTION>} sets a controller's option."""
+        config = load(MINIMAL, REGISTRY_AUTH_HTPASSWD_PATH="/etc/htpasswd")
+        assert config.auth is not None
+        self.assertEqual(
+            (config.auth.name, config.auth.options), ("htpasswd", {"path": "/etc/htpasswd"})
+        )
 
     def test_override_ignored_section(self) -> None:
         """
@@ -401,7 +425,6 @@ class MistakeTests(ConfigTestCase):
     def test_unsupported_sections_refused(self) -> None:
         """Sections whose absence would weaken security or lose data stop start-up."""
         for extra, key in [
-            ("auth: {silly: {realm: r, service: s}}\n", "auth"),
             ("notifications: {endpoints: []}\n", "notifications"),
             ("proxy: {remoteurl: https://registry-1.docker.io}\n", "proxy"),
             ("http: {tls: {certificate: /c.pem, key: /k.pem}}\n", "http.tls"),

@@ -6,7 +6,7 @@ objects.  Every mistake becomes a L{ConfigError} naming the key.
 
 Sections of Distribution's format that txregistry does not implement yet are
 treated by what ignoring them would do: where ignoring would weaken security
-or lose data (C{auth}, C{notifications}, C{proxy}, C{http.tls}, a Redis cache)
+or lose data (C{notifications}, C{proxy}, C{http.tls}, a Redis cache)
 they stop start-up; where it only forgoes a convenience (C{health},
 C{redis}, C{http.debug}, upload purging) they are logged as ignored.
 """
@@ -129,7 +129,7 @@ _SCHEMA: _Schema = {
         "tls": _Unsupported(f"TLS {_NOT_YET}; refusing to serve plain HTTP instead"),
         "debug": _Ignored("the debug server is not implemented yet; ignored"),
     },
-    "auth": _Unsupported(f"access control {_NOT_YET}; refusing to serve without it"),
+    "auth": _AnyMapping,
     "middleware": {
         "storage": _MiddlewareList,
         "registry": _Unsupported(f"registry middleware {_NOT_YET}"),
@@ -375,6 +375,18 @@ class MiddlewareConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """
+    The C{auth} section: the access controller it names and its options.
+    Whether the name is installed and the options suit it is for the plugin
+    to say (see L{txregistry.service}).
+    """
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, checked configuration."""
 
@@ -384,6 +396,7 @@ class Config:
     catalog_max_entries: int = 1000
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
+    auth: AuthConfig | None = None
     warnings: tuple[str, ...] = ()
 
 
@@ -590,8 +603,21 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
         middleware=MiddlewareConfig(
             storage=_middleware_entries("middleware.storage", middleware.get("storage"))
         ),
+        auth=_auth(document.get("auth")),
         warnings=tuple(warnings),
     )
+
+
+def _auth(section: Mapping[str, Any] | None) -> AuthConfig | None:
+    """The one access controller the C{auth} section names, if any."""
+    if not section:
+        return None
+    if len(section) > 1:
+        raise ConfigError("auth", f"names more than one access controller: {', '.join(section)}")
+    name, options = next(iter(section.items()))
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"auth.{name}", "must be a mapping of options")
+    return AuthConfig(str(name), dict(options or {}))
 
 
 def load_config(

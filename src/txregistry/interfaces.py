@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from twisted.internet.defer import Deferred
 
@@ -294,4 +294,97 @@ class IStorageMiddlewareFactory(Interface):
             missing one or a bad value, its key relative to the entry
             (C{options.baseurl}); the registry adds the entry's own key, so
             the error names C{middleware.storage[0].options.baseurl}.
+        """
+
+
+@dataclass(frozen=True)
+class Access:
+    """
+    One action on one resource, as Distribution's C{auth.Access} and the
+    token spec's scopes name it: C{repository:<name>:pull} is
+    C{Access("repository", "<name>", "pull")}.
+
+    @ivar type: C{repository} or C{registry}.
+    @ivar name: the repository's name, or C{catalog} for the registry.
+    @ivar action: C{pull}, C{push}, C{delete} or C{*}.
+    """
+
+    type: str
+    name: str
+    action: str
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    """
+    What an access controller sees of a request.
+
+    @ivar method: the HTTP method, upper case.
+    @ivar path: the request's path, as sent.
+    @ivar headers: the request headers (C{twisted.web.http_headers.Headers}).
+    @ivar peer: the client's address, for telling clients apart (as in
+        limiting how much work one client's failed logins may cost).
+    """
+
+    method: str
+    path: str
+    headers: Any
+    peer: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    """
+    Who a request was authorized for.
+
+    @ivar name: the user's name, or L{None} when the controller does not
+        know one.
+    """
+
+    name: str | None
+
+
+class IAccessController(Interface):
+    """
+    Decides whether a request may do what it asks, as Distribution's
+    C{auth.AccessController}: from the request's credentials (an
+    C{Authorization} header, say) and the list of L{Access} the registry
+    derived from the route (C{pull} for reads, C{pull} and C{push} for
+    writes, C{delete} for deletes; C{registry:catalog:*} for the catalog;
+    nothing at all for C{GET /v2/}, which only asks who the client is).
+    """
+
+    def authorized(request: AuthRequest, access: Sequence[Access]) -> Deferred[Identity]:
+        """
+        Check that C{request} may do everything in C{access}.
+
+        @return: a Deferred firing with who the request is from; failing
+            with a L{txregistry.errors.RegistryError}: C{UNAUTHORIZED} (401)
+            carrying the C{WWW-Authenticate} challenge the client should
+            answer in its C{headers}, when the request has no credentials,
+            wrong ones, or ones that do not cover C{access}; C{DENIED} (403)
+            when the controller knows the client and refuses it.  A
+            controller never puts a secret (a password, a token) in an
+            error's message or detail, nor in a log line.
+        """
+
+
+class IAccessControllerFactory(Interface):
+    """
+    A Twisted plugin (also providing L{twisted.plugin.IPlugin}) that makes
+    access controllers.  The C{auth} section of the config names one:
+    C{auth: {htpasswd: {realm: r, path: /p}}} picks the factory whose
+    C{name} is C{htpasswd} and calls C{create} with C{{"realm": "r",
+    "path": "/p"}}.
+    """
+
+    name = Attribute("The name the auth config selects the controller by.")
+
+    def create(options: Mapping[str, Any]) -> IAccessController:
+        """
+        Make a controller from its options.  Called once, at start-up.
+
+        @raise txregistry.config.ConfigError: naming the key
+            (C{auth.htpasswd.path}), for an unknown option, a missing one
+            or a bad value.
         """

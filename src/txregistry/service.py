@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorProcess, IReactorSocket, IReacto
 from twisted.logger import Logger
 from twisted.python import usage
 
+from txregistry.auth.plugins import access_controller_factories
 from txregistry.config import (
     CONFIGURATION_PATH_VARIABLE,
     Config,
@@ -28,6 +29,7 @@ from txregistry.config import (
 )
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
+from txregistry.interfaces import IAccessController
 from txregistry.logs import log_level, observer_factory
 from txregistry.middleware.plugins import storage_middleware_factories
 from txregistry.middleware.storage import apply_storage_middleware
@@ -125,6 +127,20 @@ def _apply_logging(options: Options, config: Config, argv: list[str]) -> None:
         twist["fileLogObserverFactory"] = observer_factory(config.log)
 
 
+def _access_controller(config: Config) -> IAccessController | None:
+    """The controller the C{auth} section names, made from its options."""
+    if config.auth is None:
+        return None
+    factories = access_controller_factories()
+    factory = factories.get(config.auth.name)
+    if factory is None:
+        raise ConfigError(
+            f"auth.{config.auth.name}",
+            f"unknown access controller (installed: {', '.join(sorted(factories))})",
+        )
+    return factory.create(config.auth.options)
+
+
 def build_service(
     config: Config,
     listen: str | None = None,
@@ -165,7 +181,7 @@ def build_service(
             "work across processes or restarts"
         )
         secret = secrets.token_hex(32)
-    site = make_site(config, registry, secret.encode("utf-8"))
+    site = make_site(config, registry, secret.encode("utf-8"), _access_controller(config))
     description = listen or config.http.endpoint
     endpoint: Any
     if workers > 1 or is_worker():

@@ -8,6 +8,7 @@ imports nothing heavy: every object here names the module that does the work.
 
 from twisted.application.service import ServiceMaker
 
+from txregistry.auth.plugins import LazyAccessControllerFactory
 from txregistry.drivers.plugins import LazyDriverFactory
 from txregistry.middleware.plugins import LazyStorageMiddlewareFactory
 
@@ -31,4 +32,9 @@ s3awsDriver = LazyDriverFactory("s3aws", "txregistry.drivers.s3", "S3DriverFacto
 # Storage middleware: middleware.storage entries name these.
 redirectMiddleware = LazyStorageMiddlewareFactory(
     "redirect", "txregistry.middleware.redirect", "RedirectMiddlewareFactory"
+)
+
+# Access controllers: the auth section names one of these.
+sillyAccessController = LazyAccessControllerFactory(
+    "silly", "txregistry.auth.silly", "SillyAccessControllerFactory"
 )

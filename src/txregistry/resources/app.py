@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -19,11 +19,19 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from txregistry.auth.access import required_access
 from txregistry.config import Config
 from txregistry.digest import Digest
 from txregistry.drivers.errors import StorageUnavailableError
 from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
-from txregistry.interfaces import IFileReader, ILocalFileReader
+from txregistry.interfaces import (
+    Access,
+    AuthRequest,
+    IAccessController,
+    Identity,
+    IFileReader,
+    ILocalFileReader,
+)
 from txregistry.registry.repository import Registry, Repository
 from txregistry.registry.uploads import UploadAppender
 from txregistry.resources.download import BlobStreamer
@@ -37,6 +45,7 @@ API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 _log = Logger()
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,6 +98,20 @@ class RequestContext:
                     return True
         return False
 
+    async def may(self, access: Access) -> bool:
+        """
+        Whether the request's credentials cover C{access} too (beyond what
+        its route needs): for a mount's source repository.
+        """
+        controller = self.app.access_controller
+        if controller is None:
+            return True
+        try:
+            await controller.authorized(self.app.auth_request(self), [access])
+        except RegistryError:
+            return False
+        return True
+
     def check_writable(self) -> None:
         """
         @raise RegistryError: UNSUPPORTED while the registry is read-only.
@@ -117,8 +140,10 @@ class RegistryApp:
         secret: bytes,
         handlers: Mapping[tuple[str, str], Handler],
         body_handlers: Mapping[tuple[str, str], BodyHandler],
+        access_controller: IAccessController | None = None,
     ) -> None:
         self.config = config
+        self.access_controller = access_controller
         self.registry = registry
         self.signer = UploadStateSigner(secret)
         self._handlers = handlers
@@ -135,6 +160,40 @@ class RegistryApp:
         urls = URLBuilder(head, http.host, http.prefix, http.relative_urls)
         return RequestContext(self, request, head, match, urls)
 
+    # -- access control ----------------------------------------------------
+
+    def auth_request(self, context: RequestContext) -> AuthRequest:
+        """
+        What the access controller sees of a request: taken from its head,
+        since the body router asks before Twisted has parsed the request.
+        """
+        address = context.request.getClientAddress()
+        return AuthRequest(
+            context.head.method,
+            f"{self.config.http.prefix}v2/{context.head.path or ''}",
+            context.head.headers,
+            str(getattr(address, "host", address)),
+        )
+
+    async def authorize(self, context: RequestContext) -> Identity | None:
+        """
+        Ask the access controller for what the request's route needs, once
+        per request (the body router and the handler both ask).
+
+        @raise RegistryError: UNAUTHORIZED or DENIED.
+        """
+        if self.access_controller is None:
+            return None
+        request: Any = context.request
+        outcome: _Outcome[Identity] | None = getattr(request, "txregistry_authorization", None)
+        if outcome is None:
+            access = required_access(context.match, context.head.method)
+            outcome = _Outcome(
+                self.access_controller.authorized(self.auth_request(context), access)
+            )
+            request.txregistry_authorization = outcome
+        return await outcome.wait()
+
     # -- streaming request bodies ------------------------------------------
 
     def body_router(self, request: Request, method: bytes, uri: bytes) -> UploadBody | None:
@@ -149,11 +208,12 @@ class RegistryApp:
         body_handler = self._body_handlers.get((context.match.route.name, head.method))
         if body_handler is None or not body_handler.streams(context):
             return None
-        return UploadBody(
-            request,
-            lambda: body_handler.prepare(context),
-            lambda appender: body_handler.abort(context, appender),
-        )
+
+        async def prepare() -> UploadAppender:
+            await self.authorize(context)
+            return await body_handler.prepare(context)
+
+        return UploadBody(request, prepare, lambda appender: body_handler.abort(context, appender))
 
     # -- answering -----------------------------------------------------------
 
@@ -185,6 +245,7 @@ class RegistryApp:
         context = self._context(request, head)
         handler = self._handlers[(context.match.route.name, head.method)]
         try:
+            await self.authorize(context)
             return await handler(context)
         finally:
             body: UploadBody | None = getattr(request, "upload_body", None)
@@ -234,6 +295,37 @@ class RegistryApp:
             lambda failure: _log.failure("writing a response failed", failure)
         )
         return NOT_DONE_YET
+
+
+class _Outcome(Generic[T]):
+    """The outcome of one Deferred, for any number of waiters."""
+
+    def __init__(self, deferred: Deferred[T]) -> None:
+        self._result: T | Failure | None = None
+        self._done = False
+        self._waiters: list[Deferred[T]] = []
+        deferred.addBoth(self._fired)
+
+    def _fired(self, result: T | Failure) -> None:
+        self._result, self._done = result, True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            self._fire(waiter)
+
+    def _fire(self, waiter: Deferred[T]) -> None:
+        if isinstance(self._result, Failure):
+            waiter.errback(self._result)
+        else:
+            waiter.callback(self._result)  # type: ignore[arg-type]
+
+    def wait(self) -> Deferred[T]:
+        """A new Deferred firing with the outcome."""
+        waiter: Deferred[T] = Deferred()
+        if self._done:
+            self._fire(waiter)
+        else:
+            self._waiters.append(waiter)
+        return waiter
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from txregistry.config import Config
+from txregistry.interfaces import IAccessController
 from txregistry.registry.repository import Registry
 from txregistry.resources import base, blobs, catalog, manifests, referrers, tags, uploads
 from txregistry.resources.app import BodyHandler, Handler, RegistryApp, V2Resource
@@ -144,9 +145,14 @@ class RegistrySite(Site):
             super().log(request)
 
 
-def make_site(config: Config, registry: Registry, secret: bytes) -> RegistrySite:
-    """The whole HTTP side of a registry."""
-    app = RegistryApp(config, registry, secret, HANDLERS, BODY_HANDLERS)
+def make_site(
+    config: Config,
+    registry: Registry,
+    secret: bytes,
+    access_controller: IAccessController | None = None,
+) -> RegistrySite:
+    """The whole HTTP side of a registry, behind C{access_controller} if any."""
+    app = RegistryApp(config, registry, secret, HANDLERS, BODY_HANDLERS, access_controller)
     root = _Branch(app)
     parent = root
     for segment in config.http.prefix.strip("/").split("/"):

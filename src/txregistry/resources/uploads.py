@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from txregistry.auth.access import repository_access
 from txregistry.digest import CANONICAL_ALGORITHM, Digest
 from txregistry.errors import (
     BLOB_UPLOAD_INVALID,
@@ -164,10 +165,13 @@ async def start_upload(context: RequestContext) -> Response:
     if _is_mount(context):
         source = check_repository_name(context.head.argument("from") or "")
         digest = Digest.parse(context.head.argument("mount") or "")
-        source_blobs = context.app.registry.repository(source).blobs
-        descriptor = await repository.blobs.mount(source_blobs, digest)
-        if descriptor is not None:
-            return _created(context, descriptor)
+        # Without pull on the source, the mount is a plain upload: the
+        # client learns nothing of what the source holds.
+        if await context.may(repository_access(source, "pull")):
+            source_blobs = context.app.registry.repository(source).blobs
+            descriptor = await repository.blobs.mount(source_blobs, digest)
+            if descriptor is not None:
+                return _created(context, descriptor)
     elif context.head.argument("digest") is not None:
         return await _finish_upload(context, monolithic=True)
     session = await repository.uploads.start()
