@@ -31,6 +31,7 @@ from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
 from txregistry.interfaces import IAccessController
 from txregistry.logs import log_level, observer_factory
+from txregistry.memory import limit_malloc_arenas
 from txregistry.middleware.plugins import storage_middleware_factories
 from txregistry.middleware.storage import apply_storage_middleware
 from txregistry.registry.descriptor_cache import DescriptorCache
@@ -213,6 +214,7 @@ def build_service(
 
 def makeService(options: Options) -> IService:
     """Called by C{twist registry}: exits with one line on a config error."""
+    limit_malloc_arenas()
     try:
         config = read_config(options["config"])
         _apply_logging(options, config, sys.argv)
