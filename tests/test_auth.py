@@ -258,3 +258,27 @@ def test_unknown_controller_is_one_line(start_registry_with: Callable[..., Regis
     message = str(raised.value)
     assert "auth.ldap: unknown access controller (installed: " in message
     assert "Traceback" not in message
+
+
+def test_secrets_not_logged(start_registry_with: Callable[..., Registry], repo: str) -> None:
+    """
+    Neither C{http.secret} nor the credentials a client sends reach the
+    log, whatever the request does (uploads, whose URLs carry state signed
+    with the secret, included).
+    """
+    secret = "http-secret-that-must-not-be-logged"
+    credentials = "Bearer token-that-must-not-be-logged"
+    registry = start_registry_with({**SILLY}, secret=secret)
+    headers = {"Authorization": credentials}
+    response = request("POST", registry.resolve(f"{repo}/blobs/uploads/"), headers=headers)
+    location = response.header("Location")
+    assert location is not None
+    response = request("PATCH", registry.resolve(location), b"chunk", headers)
+    assert response.status == 202
+    request("GET", registry.resolve(f"{repo}/manifests/latest"), headers=headers)
+    request("GET", registry.resolve(f"{repo}/manifests/latest"))
+    registry.process.stop()
+    log = registry.process.output()
+    assert "POST /v2/" in log  # the access log is on
+    for text in (secret, "token-that-must-not-be-logged"):
+        assert text not in log
