@@ -23,12 +23,14 @@ from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from txregistry.config import (
+    DEFAULT_TLS_CIPHER_SUITES,
     EMBEDDED_DEFAULT,
     Config,
     ConfigError,
     LogConfig,
     MiddlewareConfig,
     MiddlewareEntry,
+    TLSConfig,
     endpoint_description,
     load_config,
 )
@@ -427,7 +429,7 @@ class MistakeTests(ConfigTestCase):
         for extra, key in [
             ("notifications: {endpoints: []}\n", "notifications"),
             ("proxy: {remoteurl: https://registry-1.docker.io}\n", "proxy"),
-            ("http: {tls: {certificate: /c.pem, key: /k.pem}}\n", "http.tls"),
+            ("http: {tls: {letsencrypt: {cachefile: /le}}}\n", "http.tls.letsencrypt"),
             ("middleware: {registry: [{name: x}]}\n", "middleware.registry"),
             ("middleware: {repository: [{name: x}]}\n", "middleware.repository"),
         ]:
@@ -485,6 +487,83 @@ class MistakeTests(ConfigTestCase):
         self.assertIn("is not valid YAML at line 6, column 4", error.problem)
         error = self.error("version: 0.1\n\tstorage: x\n")
         self.assertIn("line 2", error.problem)
+
+
+class TLSSectionTests(ConfigTestCase):
+    """
+    C{http.tls} becomes a typed L{TLSConfig}; its files are read when the
+    service is built (C{tests/test_tls.py}).
+    """
+
+    def test_section(self) -> None:
+        """Every key reaches the config; Distribution's defaults fill the rest."""
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                http:
+                  tls:
+                    certificate: /etc/registry/chain.pem
+                    key: /etc/registry/key.pem
+                    clientcas: [/etc/registry/ca-1.pem, /etc/registry/ca-2.pem]
+                    minimumtls: tls1.3
+                    ciphersuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+                """
+            )
+        )
+        self.assertEqual(
+            config.http.tls,
+            TLSConfig(
+                certificate="/etc/registry/chain.pem",
+                key="/etc/registry/key.pem",
+                client_cas=("/etc/registry/ca-1.pem", "/etc/registry/ca-2.pem"),
+                minimum_version="tls1.3",
+                cipher_suites=("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",),
+            ),
+        )
+        config = load(MINIMAL + "http: {tls: {certificate: /c.pem, key: /k.pem}}\n")
+        assert config.http.tls is not None
+        self.assertEqual(config.http.tls.client_cas, ())
+        self.assertEqual(config.http.tls.minimum_version, "tls1.2")
+        self.assertEqual(config.http.tls.cipher_suites, DEFAULT_TLS_CIPHER_SUITES)
+
+    def test_none(self) -> None:
+        """Without the section, or with nothing set in it, HTTP is plain, as for Distribution."""
+        for extra in ("", "http: {tls: }\n", "http: {tls: {}}\n", "http: {tls: {key: ''}}\n"):
+            self.assertIsNone(load(MINIMAL + extra).http.tls, extra)
+
+    def test_environment(self) -> None:
+        """C{REGISTRY_HTTP_TLS_*} set the keys, as for Distribution."""
+        config = load(
+            MINIMAL,
+            REGISTRY_HTTP_TLS_CERTIFICATE="/c.pem",
+            REGISTRY_HTTP_TLS_KEY="/k.pem",
+            REGISTRY_HTTP_TLS_CLIENTCAS="[/ca.pem]",
+        )
+        self.assertEqual(config.http.tls, TLSConfig("/c.pem", "/k.pem", ("/ca.pem",)))
+
+    def test_mistakes(self) -> None:
+        """A certificate without its key (or the reverse), or a value that means nothing."""
+        for tls, key in [
+            ("{certificate: /c.pem}", "http.tls.key"),
+            ("{key: /k.pem}", "http.tls.certificate"),
+            ("{clientcas: [/ca.pem]}", "http.tls.certificate"),
+            ("{certificate: /c.pem, key: ''}", "http.tls.key"),
+            ("{certificate: /c.pem, key: /k.pem, minimumtls: tls1.4}", "http.tls.minimumtls"),
+            ("{certificate: /c.pem, key: /k.pem, minimumtls: TLS1.2}", "http.tls.minimumtls"),
+            ("{certificate: /c.pem, key: /k.pem, clientcas: /ca.pem}", "http.tls.clientcas"),
+            ("{certificate: /c.pem, key: /k.pem, clientcas: ['']}", "http.tls.clientcas[0]"),
+            (
+                "{certificate: /c.pem, key: /k.pem, ciphersuites: [TLS_AES_128_GCM_SHA256, RC4]}",
+                "http.tls.ciphersuites[1]",
+            ),
+            ("{certificate: /c.pem, key: /k.pem, letsencrypt: {}}", "http.tls.letsencrypt"),
+            ("{certificate: /c.pem, key: /k.pem, bogus: 1}", "http.tls.bogus"),
+            ("[/c.pem]", "http.tls"),
+        ]:
+            error = self.error(MINIMAL + f"http: {{tls: {tls}}}\n")
+            self.assertEqual(error.key, key, tls)
+            self.assertNotIn("\n", str(error))
 
 
 class EndpointTests(SynchronousTestCase):

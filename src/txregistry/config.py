@@ -6,7 +6,7 @@ objects.  Every mistake becomes a L{ConfigError} naming the key.
 
 Sections of Distribution's format that txregistry does not implement yet are
 treated by what ignoring them would do: where ignoring would weaken security
-or lose data (C{notifications}, C{proxy}, C{http.tls}, a Redis cache)
+or lose data (C{notifications}, C{proxy}, Let's Encrypt, a Redis cache)
 they stop start-up; where it only forgoes a convenience (C{health},
 C{redis}, C{http.debug}, upload purging) they are logged as ignored.
 """
@@ -126,7 +126,16 @@ _SCHEMA: _Schema = {
         "headers": _AnyMapping,
         "http2": {"disabled": bool},
         "h2c": _Ignored("h2c is not implemented; HTTP/1.1 is served"),
-        "tls": _Unsupported(f"TLS {_NOT_YET}; refusing to serve plain HTTP instead"),
+        "tls": {
+            "certificate": str,
+            "key": str,
+            "clientcas": _StringList,
+            "minimumtls": str,
+            "ciphersuites": _StringList,
+            "letsencrypt": _Unsupported(
+                f"Let's Encrypt {_NOT_YET}; give http.tls.certificate and http.tls.key"
+            ),
+        },
         "debug": _Ignored("the debug server is not implemented yet; ignored"),
     },
     "auth": _AnyMapping,
@@ -321,6 +330,72 @@ class StorageConfig:
     blob_descriptor_cache_size: int = 10000
 
 
+# http.tls.minimumtls: Distribution's names, and its default.
+TLS_VERSIONS = ("tls1.0", "tls1.1", "tls1.2", "tls1.3")
+DEFAULT_MINIMUM_TLS = "tls1.2"
+
+# http.tls.ciphersuites: the names Distribution accepts (Go's), each with
+# OpenSSL's name for the same suite.  TLS 1.3 suites are None: Go always
+# offers all three, whatever the list says, and so does OpenSSL.
+TLS_CIPHER_SUITES: Mapping[str, str | None] = {
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA": "DES-CBC3-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA": "ECDHE-RSA-DES-CBC3-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_AES_128_GCM_SHA256": None,
+    "TLS_AES_256_GCM_SHA384": None,
+    "TLS_CHACHA20_POLY1305_SHA256": None,
+}
+
+# The suites Distribution 2.8 restricts TLS 1.2 and below to by default.
+DEFAULT_TLS_CIPHER_SUITES = (
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """
+    The C{http.tls} section: serve HTTPS with this certificate and key.
+    The files are only named here; they are read, and checked, when the
+    service is built (see L{txregistry.service}).
+
+    @ivar certificate: a PEM file: the server's certificate, then any
+        intermediate certificates of its chain.
+    @ivar key: a PEM file: the certificate's private key, unencrypted.
+    @ivar client_cas: PEM files of the CAs that sign client certificates;
+        when given, clients must present one (mutual TLS).
+    @ivar minimum_version: one of L{TLS_VERSIONS}.
+    @ivar cipher_suites: names from L{TLS_CIPHER_SUITES}, Go's.
+    """
+
+    certificate: str
+    key: str
+    client_cas: tuple[str, ...] = ()
+    minimum_version: str = DEFAULT_MINIMUM_TLS
+    cipher_suites: tuple[str, ...] = DEFAULT_TLS_CIPHER_SUITES
+
+
 @dataclass(frozen=True)
 class HTTPConfig:
     """The C{http} section."""
@@ -334,6 +409,7 @@ class HTTPConfig:
     headers: Mapping[str, list[str]] = field(default_factory=dict)
     drain_timeout: float = 0.0
     endpoint: str = "tcp:5000"
+    tls: TLSConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -574,6 +650,7 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
         relative_urls=bool(http.get("relativeurls", False)),
         headers=_headers(http.get("headers") or {}),
         drain_timeout=parse_duration("http.draintimeout", http.get("draintimeout", 0)),
+        tls=_tls(http.get("tls")),
     )
     max_entries = _section(document, "catalog").get("maxentries", 1000)
     if max_entries <= 0:
@@ -605,6 +682,44 @@ def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) 
         ),
         auth=_auth(document.get("auth")),
         warnings=tuple(warnings),
+    )
+
+
+def _tls(section: Mapping[str, Any] | None) -> TLSConfig | None:
+    """
+    The C{http.tls} section, typed.  One with no value set serves plain
+    HTTP, as for Distribution; otherwise a certificate and key are needed.
+    """
+    if not section or not any(section.values()):
+        return None
+    certificate = section.get("certificate")
+    if not certificate:
+        raise ConfigError("http.tls.certificate", "missing; TLS needs a certificate and its key")
+    key = section.get("key")
+    if not key:
+        raise ConfigError("http.tls.key", "missing; TLS needs the certificate's private key")
+    for index, path in enumerate(section.get("clientcas") or []):
+        if not path:
+            raise ConfigError(f"http.tls.clientcas[{index}]", "must name a file of CA certificates")
+    minimum = section.get("minimumtls") or DEFAULT_MINIMUM_TLS
+    if minimum not in TLS_VERSIONS:
+        raise ConfigError(
+            "http.tls.minimumtls", f"{minimum!r} is not one of {', '.join(TLS_VERSIONS)}"
+        )
+    suites = tuple(section.get("ciphersuites") or DEFAULT_TLS_CIPHER_SUITES)
+    for index, suite in enumerate(suites):
+        if suite not in TLS_CIPHER_SUITES:
+            raise ConfigError(
+                f"http.tls.ciphersuites[{index}]",
+                f"unknown cipher suite {suite!r} "
+                "(Go's names, such as TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)",
+            )
+    return TLSConfig(
+        certificate=certificate,
+        key=key,
+        client_cas=tuple(section.get("clientcas") or ()),
+        minimum_version=minimum,
+        cipher_suites=suites,
     )
 
 

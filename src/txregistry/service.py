@@ -1,7 +1,8 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.test_config,tests.test_tls -*-
 """
 C{twist registry}: the command-line options and C{makeService}, which wires
-the configuration to the plugins, the registry and the site.
+the configuration to the plugins, the registry and the site, and listens
+(with TLS when C{http.tls} says so).
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IReactorProcess, IReactorSocket, IReactorTime
+from twisted.internet.interfaces import (
+    IReactorProcess,
+    IReactorSocket,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -38,6 +43,7 @@ from txregistry.registry.descriptor_cache import DescriptorCache
 from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.repository import Registry
 from txregistry.resources.site import RegistrySite, make_site
+from txregistry.tls import TLSServerEndpoint, tls_options
 from txregistry.workers import (
     ReusePortEndpoint,
     TCPAddress,
@@ -194,6 +200,14 @@ def build_service(
             raise ConfigError(
                 "--listen" if listen else "http.addr", f"{description!r}: {error}"
             ) from None
+    tls = config.http.tls
+    if tls is not None:
+        endpoint = TLSServerEndpoint(endpoint, tls_options(tls))
+        _log.info(
+            "serving TLS, {minimum} or higher{clients}",
+            minimum=tls.minimum_version,
+            clients=", client certificates required" if tls.client_cas else "",
+        )
     service = RegistryService(endpoint, site, config.http.drain_timeout)
     if workers <= 1 or is_worker():
         return service

@@ -38,3 +38,9 @@ redirectMiddleware = LazyStorageMiddlewareFactory(
 sillyAccessController = LazyAccessControllerFactory(
     "silly", "txregistry.auth.silly", "SillyAccessControllerFactory"
 )
+htpasswdAccessController = LazyAccessControllerFactory(
+    "htpasswd", "txregistry.auth.htpasswd", "HtpasswdAccessControllerFactory"
+)
+tokenAccessController = LazyAccessControllerFactory(
+    "token", "txregistry.auth.token", "TokenAccessControllerFactory"
+)

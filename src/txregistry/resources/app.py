@@ -157,7 +157,7 @@ class RegistryApp:
             raise UNSUPPORTED(f"no such endpoint: {request.path.decode('latin-1')}", status=404)
         match = match_route(head.path, head.method)
         http = self.config.http
-        urls = URLBuilder(head, http.host, http.prefix, http.relative_urls)
+        urls = URLBuilder(head, http.host, http.prefix, http.relative_urls, request.isSecure())
         return RequestContext(self, request, head, match, urls)
 
     # -- access control ----------------------------------------------------

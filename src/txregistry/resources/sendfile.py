@@ -10,7 +10,9 @@ C{tests/test_download.py}: C{dataBuffer}, C{offset} and C{_tempDataBuffer}
 (whatever Twisted still has to send, the response headers, goes first) and
 C{producerPaused} (set, with C{startWriting}, so that the transport calls
 our C{resumeProducing} once the socket is writable again).  A transport
-without them (TLS, say) gets the ordinary L{BlobStreamer}.
+without them gets the ordinary L{BlobStreamer}, and so does any TLS
+transport, even one that is a socket's descriptor with TLS inside (as
+Twisted's C{ssl:} endpoints make): the bytes must go through TLS.
 
 Each C{sendfile} runs in the thread pool, since a file not in the page
 cache blocks on the disk, on a duplicate of the socket's descriptor, so
@@ -26,7 +28,7 @@ from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
@@ -43,6 +45,8 @@ def sendfile_transport(request: Request) -> FileDescriptor | None:
     """The request's transport, when a blob may be sent to it with sendfile."""
     channel = request.channel
     transport = getattr(channel, "transport", None)
+    if ISSLTransport.providedBy(transport):
+        return None
     if not isinstance(transport, FileDescriptor) or not hasattr(transport, "getHandle"):
         return None
     if not isinstance(transport.getHandle(), socket.socket):

@@ -86,6 +86,10 @@ class RegistryChannel(http.HTTPChannel):
     the containers family (skopeo, podman, buildah) try HTTPS first even for
     insecure registries and fall back to HTTP only when that fails; without
     an answer they wait for their TLS timeout (10 s) on every command.
+
+    With C{http.tls} the channel sits behind TLS and sees decrypted bytes,
+    which never start with a handshake record; a plain-HTTP request to a TLS
+    port is answered by the TLS layer (see L{txregistry.service}).
     """
 
     _first_bytes = True

@@ -18,15 +18,25 @@ class URLBuilder:
 
     @param host: C{http.host}, which wins over the request's own host.
     @param prefix: C{http.prefix}, ending with C{/}.
+    @param secure: whether the request came over TLS; as for Distribution,
+        its scheme is then C{https}, unless C{X-Forwarded-Proto} says
+        otherwise.
     """
 
-    def __init__(self, head: RequestHead, host: str | None, prefix: str, relative: bool) -> None:
+    def __init__(
+        self,
+        head: RequestHead,
+        host: str | None,
+        prefix: str,
+        relative: bool,
+        secure: bool = False,
+    ) -> None:
         if relative:
             base = ""
         elif host is not None:
             base = host
         else:
-            scheme = head.header("X-Forwarded-Proto") or "http"
+            scheme = head.header("X-Forwarded-Proto") or ("https" if secure else "http")
             authority = head.header("X-Forwarded-Host") or head.header("Host") or "localhost"
             base = f"{scheme.split(',')[0].strip()}://{authority.split(',')[0].strip()}"
         self._root = f"{base}{prefix}v2/"

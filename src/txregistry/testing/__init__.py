@@ -7,4 +7,7 @@ Helpers for testing txregistry and what plugs into it, a module each:
   - C{client}: a small blocking HTTP client for tests and benchmarks.
   - C{s3server}: moto's S3 server as a process, which can be paused to play an outage.
   - C{nginx}: nginx as a round-robin load balancer in front of registry processes.
+  - C{certificates}: a test CA, and server and client certificates, as PEM files.
+  - C{tokenserver}: a token server of Distribution's token spec, for the C{token}
+    access controller.
 """
