@@ -22,14 +22,15 @@ import itertools
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
+
+from txregistry.threads import ThreadPool
 
 T = TypeVar("T")
 
@@ -84,39 +85,16 @@ class PeerQueueFull(Exception):
     """A client already has as many calls waiting or running as it may."""
 
 
-class ThreadRunner:
+class ThreadRunner(ThreadPool):
     """
     A L{Runner} over a thread pool of its own, so that slow calls never
     hold up the storage pool of L{txregistry.threads} (nor the other way
     round).  Its threads start on first use.
     """
 
-    def __init__(self, threads: int, name: str, reactor: Any = None) -> None:
-        self._threads = threads
-        self._name = name
-        self._reactor = reactor
-        self._executor: ThreadPoolExecutor | None = None
-
     def __call__(self, call: Callable[[], T]) -> Deferred[T]:
         """Run C{call} in the pool; a Deferred firing with its outcome on the reactor thread."""
-        if self._reactor is None:
-            from twisted.internet import reactor
-
-            self._reactor = reactor
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=self._name)
-        threads = IReactorThreads(self._reactor)
-        result: Deferred[T] = Deferred()
-
-        def done(future: Future[T]) -> None:
-            error = future.exception()
-            if error is not None:
-                threads.callFromThread(result.errback, error)
-            else:
-                threads.callFromThread(result.callback, future.result())
-
-        self._executor.submit(call).add_done_callback(done)
-        return result
+        return self.run(call)
 
 
 @dataclass
