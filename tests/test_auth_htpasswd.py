@@ -41,15 +41,12 @@ from txregistry.auth.access import CATALOG, detail, repository_access
 from txregistry.auth.fairness import CredentialCache, FairPool, ThreadRunner
 from txregistry.auth.htpasswd import (
     CACHE_TTL,
-    DEFAULT_USER,
     RELOAD_INTERVAL,
     HtpasswdAccessController,
     HtpasswdAccessControllerFactory,
     basic_credentials,
-    bcrypt_verify,
-    load_htpasswd,
-    parse_htpasswd,
 )
+from txregistry.auth.htpasswd_file import DEFAULT_USER, bcrypt_verify, load_htpasswd, parse_htpasswd
 from txregistry.auth.plugins import access_controller_factories
 from txregistry.config import ConfigError
 from txregistry.errors import RegistryError

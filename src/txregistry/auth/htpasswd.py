@@ -44,17 +44,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import os
-import re
-import secrets
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import bcrypt
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -64,6 +58,16 @@ from zope.interface import implementer
 
 from txregistry.auth.access import detail
 from txregistry.auth.fairness import CredentialCache, FairPool, PeerQueueFull, ThreadRunner
+from txregistry.auth.htpasswd_file import (
+    DEFAULT_USER,
+    PATH_KEY,
+    Htpasswd,
+    Signature,
+    bcrypt_verify,
+    create_htpasswd,
+    file_signature,
+    load_htpasswd,
+)
 from txregistry.auth.silly import quoted
 from txregistry.config import ConfigError, check_parameters
 from txregistry.errors import TOOMANYREQUESTS, UNAUTHORIZED
@@ -78,10 +82,6 @@ from txregistry.threads import in_thread
 
 _log = Logger()
 
-# The user a missing file is created with, and the cost of its hash
-# (Distribution's bcrypt.DefaultCost).
-DEFAULT_USER = "admin"
-GENERATED_COST = 10
 # The shortest time between two looks at the file.
 RELOAD_INTERVAL = 1.0
 # Good credentials remembered: how many, and for how long (seconds).
@@ -92,158 +92,11 @@ CACHE_TTL = 300.0
 SLOTS = max(2, min(4, os.cpu_count() or 1))
 PER_PEER = 8
 
-_KEY = "auth.htpasswd.path"
-_BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
-_DES_CRYPT = re.compile(r"[./A-Za-z0-9]{13}")
 # Password hashers: given a password and a stored hash, whether they match.
 Verifier = Callable[[bytes, bytes], bool]
-_Signature = tuple[int, int, int]
-
-
-# -- the file ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Htpasswd:
-    """
-    What an htpasswd file says.
-
-    @ivar users: each user's bcrypt hash.
-    @ivar dummy: a bcrypt hash of the file's usual cost that no password
-        matches, checked for unknown users.
-    @ivar signature: the file's inode, size and modification time when read.
-    """
-
-    users: Mapping[str, bytes]
-    dummy: bytes
-    signature: _Signature
-
-
-def _hash_kind(hashed: str) -> str:
-    """What kind of (unaccepted) hash C{hashed} looks like, never the hash itself."""
-    for prefix, kind in [
-        ("$apr1$", "an MD5 ($apr1$) hash"),
-        ("{SHA}", "a SHA-1 ({SHA}) hash"),
-        ("$1$", "an MD5-crypt ($1$) hash"),
-        ("$5$", "a SHA-256-crypt ($5$) hash"),
-        ("$6$", "a SHA-512-crypt ($6$) hash"),
-        ("$2", "a malformed or old bcrypt hash"),
-    ]:
-        if hashed.startswith(prefix):
-            return kind
-    if not hashed:
-        return "no hash"
-    if _DES_CRYPT.fullmatch(hashed):
-        return "a crypt (DES) hash"
-    return "no known hash (plain text?)"
-
-
-def parse_htpasswd(data: bytes, path: str) -> dict[str, bytes]:
-    """
-    The users and hashes of an htpasswd file, as Distribution reads one:
-    lines trimmed, blank ones and those starting with C{#} skipped, each
-    other one C{user:hash}, the last line of a user winning.
-
-    @raise ConfigError: naming C{auth.htpasswd.path}, the line and the user
-        (never a hash: a line of the wrong kind may hold a password in clear)
-        for a line that is not C{user:hash}, not UTF-8, or whose hash is not
-        bcrypt.
-    """
-    users: dict[str, bytes] = {}
-    for number, raw in enumerate(data.splitlines(), 1):
-        where = f"{path}, line {number}"
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ConfigError(_KEY, f"{where}: not UTF-8") from None
-        if not line or line.startswith("#"):
-            continue
-        user, colon, hashed = line.partition(":")
-        if not colon:
-            raise ConfigError(_KEY, f"{where}: not user:hash")
-        if not user:
-            raise ConfigError(_KEY, f"{where}: no user name before the colon")
-        match = _BCRYPT.fullmatch(hashed)
-        if match is None or not 4 <= int(match.group(1)) <= 31:
-            raise ConfigError(
-                _KEY,
-                f"{where}: user {user!r} has {_hash_kind(hashed)}; only bcrypt "
-                "($2a$, $2b$, $2y$) is accepted (htpasswd -B makes it)",
-            )
-        users[user] = hashed.encode("ascii")
-    return users
-
-
-_dummies: dict[int, bytes] = {}
-
-
-def _dummy_hash(users: Mapping[str, bytes]) -> bytes:
-    """A hash no password matches, of the cost most users' hashes have."""
-    costs = Counter(int(hashed[4:6]) for hashed in users.values())
-    cost = max(costs, key=lambda c: (costs[c], c)) if costs else GENERATED_COST
-    if cost not in _dummies:
-        _dummies[cost] = bcrypt.hashpw(secrets.token_bytes(32).hex().encode(), bcrypt.gensalt(cost))
-    return _dummies[cost]
-
-
-def _signature(status: os.stat_result) -> _Signature:
-    return (status.st_ino, status.st_size, status.st_mtime_ns)
-
-
-def load_htpasswd(path: str) -> Htpasswd:
-    """
-    Read and parse the file at C{path}.  Blocks: call it in a thread once
-    the reactor runs.
-
-    @raise ConfigError: naming C{auth.htpasswd.path}, when it cannot be read
-        or says something wrong (see L{parse_htpasswd}).
-    """
-    try:
-        with open(path, "rb") as file:
-            signature = _signature(os.fstat(file.fileno()))
-            data = file.read()
-    except OSError as error:
-        raise ConfigError(_KEY, f"cannot read {path}: {error.strerror}") from None
-    users = parse_htpasswd(data, path)
-    return Htpasswd(users, _dummy_hash(users), signature)
-
-
-def create_htpasswd(path: str, user: str = DEFAULT_USER) -> str | None:
-    """
-    Create the file at C{path} when nothing is there, as Distribution does:
-    its folder too (mode 0700), the file (mode 0600) holding C{user} with a
-    generated password, bcrypt-hashed.
-
-    @return: the generated password, or L{None} when something was there.
-    """
-    if os.path.lexists(path):
-        return None
-    password = secrets.token_urlsafe(32)
-    hashed = bcrypt.hashpw(password.encode("ascii"), bcrypt.gensalt(GENERATED_COST))
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, 0o700, exist_ok=True)
-    try:
-        # Exclusive: of processes started together, one creates the file.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return None
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(user.encode("utf-8") + b":" + hashed + b"\n")
-    return password
 
 
 # -- credentials ------------------------------------------------------------------------
-
-
-def bcrypt_verify(password: bytes, hashed: bytes) -> bool:
-    """
-    Whether C{password} matches the bcrypt hash C{hashed}, compared in
-    constant time.  bcrypt reads at most 72 bytes of a password (Go's, as
-    Distribution uses it, ignores the rest); the library refuses longer
-    ones, so they are cut.
-    """
-    return hmac.compare_digest(bcrypt.hashpw(password[:72], hashed), hashed)
 
 
 def basic_credentials(headers: Any) -> tuple[str, bytes] | None:
@@ -419,13 +272,13 @@ class HtpasswdAccessController:
         )
         return waiter
 
-    def _read_if_changed(self, known: _Signature) -> Htpasswd | str | None:
+    def _read_if_changed(self, known: Signature) -> Htpasswd | str | None:
         """
         In a thread: the file, if it changed since C{known}; what is wrong
         with it, if it cannot be read; L{None} if it did not change.
         """
         try:
-            if _signature(os.stat(self.path)) == known:
+            if file_signature(os.stat(self.path)) == known:
                 return None
             return load_htpasswd(self.path)
         except OSError as error:
@@ -479,7 +332,7 @@ class HtpasswdAccessControllerFactory:
         try:
             password = create_htpasswd(path)
         except OSError as error:
-            raise ConfigError(_KEY, f"cannot create {path}: {error.strerror}") from None
+            raise ConfigError(PATH_KEY, f"cannot create {path}: {error.strerror}") from None
         if password is not None:
             # The one place a secret is shown, as Distribution shows it.
             _log.warn(
