@@ -363,7 +363,9 @@ class IAccessController(Interface):
             carrying the C{WWW-Authenticate} challenge the client should
             answer in its C{headers}, when the request has no credentials,
             wrong ones, or ones that do not cover C{access}; C{DENIED} (403)
-            when the controller knows the client and refuses it.  A
+            when the controller knows the client and refuses it;
+            C{TOOMANYREQUESTS} (429) when it will not judge this client's
+            credentials now (too many of its checks under way).  A
             controller never puts a secret (a password, a token) in an
             error's message or detail, nor in a log line.
         """
