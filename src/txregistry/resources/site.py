@@ -89,7 +89,7 @@ class RegistryChannel(http.HTTPChannel):
 
     With C{http.tls} the channel sits behind TLS and sees decrypted bytes,
     which never start with a handshake record; a plain-HTTP request to a TLS
-    port is answered by the TLS layer (see L{txregistry.service}).
+    port is answered by the TLS layer (see L{txregistry.tls}).
     """
 
     _first_bytes = True
