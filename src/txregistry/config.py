@@ -378,7 +378,7 @@ class TLSConfig:
     """
     The C{http.tls} section: serve HTTPS with this certificate and key.
     The files are only named here; they are read, and checked, when the
-    service is built (see L{txregistry.service}).
+    service is built (see L{txregistry.tls}).
 
     @ivar certificate: a PEM file: the server's certificate, then any
         intermediate certificates of its chain.
