@@ -51,11 +51,11 @@ from common import (
     make_pattern,
     registry_options,
     rss_mb,
+    source_version,
     start_registry,
     target,
     with_query,
 )
-from registry_bench import source_version
 from txregistry.testing.s3server import S3ServerProcess
 
 REPOSITORY = "bench/blob"

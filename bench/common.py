@@ -14,6 +14,7 @@ import os
 import platform
 import random
 import shlex
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -514,3 +515,27 @@ def tool_environment(extra: Mapping[str, str]) -> dict[str, str]:
     }
     environment.update({"NO_PROXY": "*", "no_proxy": "*", **extra})
     return environment
+
+
+def source_version() -> str:
+    """
+    The txregistry commit being measured, with C{+changes} when files under
+    C{src/} differ from it.
+    """
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*arguments: str) -> str:
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(root), *arguments],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except OSError:
+            return ""
+        return result.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--", "src") else "")

@@ -73,6 +73,7 @@ from common import (
     make_pattern,
     registry_options,
     rss_mb,
+    source_version,
     start_registry,
     target,
     tool_environment,
@@ -994,30 +995,6 @@ def table(
 
 
 # -- main ---------------------------------------------------------------------------------------
-
-
-def source_version() -> str:
-    """
-    The txregistry commit being measured, with C{+changes} when files under
-    C{src/} differ from it.
-    """
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*arguments: str) -> str:
-        try:
-            result = subprocess.run(
-                ["git", "-C", str(root), *arguments],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except OSError:
-            return ""
-        return result.stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--", "src") else "")
 
 
 def main(argv: list[str] | None = None) -> int:
