@@ -72,7 +72,7 @@ def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
         pytest.fail(
-            f"{tool} is not installed; the client tests need it: apt-get install {PACKAGES[tool]}",
+            f"{tool} is not installed; these tests need it: apt-get install {PACKAGES[tool]}",
             pytrace=False,
         )
     return path

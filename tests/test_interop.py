@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from clients import require
 from txregistry.testing.client import HTTPResponse, request
 from txregistry.testing.process import REFERENCE_BINARY, RegistryProcess, base_config
 from txregistry.testing.s3server import S3ServerProcess
@@ -43,12 +43,7 @@ V2 = "docker/registry/v2"
 
 @pytest.fixture(scope="module", autouse=True)
 def _reference_installed() -> None:
-    if shutil.which(REFERENCE_BINARY) is None:
-        pytest.fail(
-            f"{REFERENCE_BINARY} (Distribution 2.8) is not installed; the interop tests need "
-            "it: apt-get install docker-registry",
-            pytrace=False,
-        )
+    require(REFERENCE_BINARY)
 
 
 @pytest.fixture(scope="module")

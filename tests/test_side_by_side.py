@@ -41,7 +41,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
+from clients import require
 from txregistry.registry.manifest_formats import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from txregistry.registry.manifest_formats import DOCKER_MANIFEST_LIST as DOCKER_LIST
 from txregistry.testing.client import HTTPResponse
@@ -97,12 +97,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 @pytest.fixture(scope="module", autouse=True)
 def _reference_installed() -> None:
-    if shutil.which(REFERENCE_BINARY) is None:
-        pytest.fail(
-            f"{REFERENCE_BINARY} (Distribution 2.8) is not installed; the side-by-side test "
-            "needs it: apt-get install docker-registry",
-            pytrace=False,
-        )
+    require(REFERENCE_BINARY)
 
 
 def sha256(data: bytes) -> str:
