@@ -747,6 +747,21 @@ class Clients:
         )
         return OCILayout(layout_path).read_image(name)
 
+    def pull_platform(
+        self, target: Target, source: str, layout_path: Path, architecture: str
+    ) -> Image:
+        """L{pull} the linux/C{architecture} image of the index C{source}, named C{architecture}."""
+        return self.pull(
+            target,
+            source,
+            layout_path,
+            architecture,
+            "--override-os",
+            "linux",
+            "--override-arch",
+            architecture,
+        )
+
     def inspect(self, target: Target, source: str, *extra: str) -> Any:
         """C{skopeo inspect} of C{source} on C{target}, parsed."""
         output = self.skopeo(

@@ -273,16 +273,7 @@ def test_skopeo_index_all_platforms(
     assert response.header("Docker-Content-Digest") == index.digest
 
     for architecture in ("amd64", "arm64"):
-        pulled = clients.pull(
-            target,
-            "clients/multi:v1",
-            tmp_path / "out",
-            architecture,
-            "--override-os",
-            "linux",
-            "--override-arch",
-            architecture,
-        )
+        pulled = clients.pull_platform(target, "clients/multi:v1", tmp_path / "out", architecture)
         same_image(pulled, index.for_arch(architecture))
 
 
@@ -341,15 +332,8 @@ def test_skopeo_docker_schema2(
         raw = clients.raw_manifest(target, f"{repository}@{entry['digest']}")
         assert sha256(raw) == entry["digest"]
         architecture = entry["platform"]["architecture"]
-        pulled = clients.pull(
-            target,
-            f"{repository}:multi",
-            tmp_path / "out",
-            architecture,
-            "--override-os",
-            "linux",
-            "--override-arch",
-            architecture,
+        pulled = clients.pull_platform(
+            target, f"{repository}:multi", tmp_path / "out", architecture
         )
         assert pulled.manifest.digest == entry["digest"]
         assert pulled.manifest.media_type == DOCKER_MANIFEST
@@ -579,16 +563,7 @@ def test_data_directory_handover(
         same_image(clients.pull(second, "handover/single:v1", out, "single"), images.single)
         assert clients.raw_manifest(second, "handover/multi:v1") == images.multi.manifest_bytes
         for architecture in ("amd64", "arm64"):
-            pulled = clients.pull(
-                second,
-                "handover/multi:v1",
-                out,
-                architecture,
-                "--override-os",
-                "linux",
-                "--override-arch",
-                architecture,
-            )
+            pulled = clients.pull_platform(second, "handover/multi:v1", out, architecture)
             same_image(pulled, images.multi.for_arch(architecture))
     finally:
         second.stop()
