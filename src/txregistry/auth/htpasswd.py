@@ -56,7 +56,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txregistry.auth.access import detail
+from txregistry.auth.challenges import quoted, unauthorized
 from txregistry.auth.fairness import CredentialCache, FairPool, PeerQueueFull, ThreadRunner
 from txregistry.auth.htpasswd_file import (
     DEFAULT_USER,
@@ -68,9 +68,8 @@ from txregistry.auth.htpasswd_file import (
     file_signature,
     load_htpasswd,
 )
-from txregistry.auth.silly import quoted
 from txregistry.config import ConfigError, check_parameters
-from txregistry.errors import TOOMANYREQUESTS, UNAUTHORIZED
+from txregistry.errors import TOOMANYREQUESTS
 from txregistry.interfaces import (
     Access,
     AuthRequest,
@@ -212,9 +211,7 @@ class HtpasswdAccessController:
 
     def _unauthorized(self, access: list[Access]) -> Exception:
         """Distribution's answer to missing or wrong credentials."""
-        return UNAUTHORIZED(
-            detail(access), headers={"WWW-Authenticate": f"Basic realm={quoted(self.realm)}"}
-        )
+        return unauthorized(access, f"Basic realm={quoted(self.realm)}")
 
     # -- checking passwords ------------------------------------------------------------
 

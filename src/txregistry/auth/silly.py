@@ -19,9 +19,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from txregistry.auth.access import detail, scope
+from txregistry.auth.challenges import bearer_challenge, unauthorized
 from txregistry.config import ConfigError, check_parameters
-from txregistry.errors import UNAUTHORIZED
 from txregistry.interfaces import (
     Access,
     AuthRequest,
@@ -29,11 +28,6 @@ from txregistry.interfaces import (
     IAccessControllerFactory,
     Identity,
 )
-
-
-def quoted(value: str) -> str:
-    """C{value} as an RFC 9110 quoted string."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @implementer(IAccessController)
@@ -48,10 +42,7 @@ class SillyAccessController:
         """See L{IAccessController.authorized}."""
         if request.headers.getRawHeaders(b"Authorization"):
             return succeed(Identity(None))
-        challenge = f"Bearer realm={quoted(self.realm)},service={quoted(self.service)}"
-        if access:
-            challenge += f",scope={quoted(scope(list(access)))}"
-        return fail(UNAUTHORIZED(detail(list(access)), headers={"WWW-Authenticate": challenge}))
+        return fail(unauthorized(access, bearer_challenge(self.realm, self.service, access)))
 
 
 @implementer(IAccessControllerFactory)

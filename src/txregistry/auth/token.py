@@ -42,7 +42,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txregistry.auth.access import detail, scope
+from txregistry.auth.challenges import bearer_challenge, unauthorized
 from txregistry.auth.jwt import (
     ALGORITHMS,
     PUBLIC_KEY_ALGORITHMS,
@@ -51,9 +51,8 @@ from txregistry.auth.jwt import (
     verify,
 )
 from txregistry.auth.keys import PublicKey, public_key_from_jwk
-from txregistry.auth.silly import quoted
 from txregistry.config import ConfigError, check_parameters
-from txregistry.errors import UNAUTHORIZED, RegistryError
+from txregistry.errors import RegistryError
 from txregistry.interfaces import (
     Access,
     AuthRequest,
@@ -153,12 +152,9 @@ class TokenAccessController:
         self, request: AuthRequest, access: Sequence[Access], error: str | None
     ) -> RegistryError:
         """The 401 for C{request}, with Distribution's C{WWW-Authenticate}."""
-        challenge = f"Bearer realm={quoted(self._realm(request))},service={quoted(self.service)}"
-        if access:
-            challenge += f",scope={quoted(scope(list(access)))}"
-        if error is not None:
-            challenge += f",error={quoted(error)}"
-        return UNAUTHORIZED(detail(list(access)), headers={"WWW-Authenticate": challenge})
+        return unauthorized(
+            access, bearer_challenge(self._realm(request), self.service, access, error)
+        )
 
     def _realm(self, request: AuthRequest) -> str:
         if self.autoredirect_path is None:
