@@ -6,7 +6,11 @@ check every OCI error response must pass.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
 
 # A well-formed digest of content no test stores.
 MISSING = "sha256:" + "0" * 64
@@ -24,3 +28,13 @@ def assert_error(response: Any, status: int, *codes: str) -> None:
     assert response.status == status, response.body
     assert response.header("Content-Type").startswith("application/json")
     assert response.error_codes() == list(codes), response.body
+
+
+def temporary_directory(case: SynchronousTestCase, prefix: str = "txregistry-test-") -> str:
+    """
+    A new folder, removed after C{case}.  Not C{TestCase.mktemp}: under
+    pytest it would make folders in the current directory, the repository.
+    """
+    directory = tempfile.mkdtemp(prefix=prefix)
+    case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    return directory

@@ -15,9 +15,7 @@ import base64
 import json
 import os
 import re
-import shutil
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +34,7 @@ from zope.interface.verify import verifyObject
 import txregistry.auth.htpasswd as htpasswd_module
 from clients import Clients, ImageSet
 from conftest import Registry, registry_config
-from support import MISSING, assert_error, sha256
+from support import MISSING, assert_error, sha256, temporary_directory
 from txregistry.auth.access import CATALOG, detail, repository_access
 from txregistry.auth.fairness import CredentialCache, FairPool, ThreadRunner
 from txregistry.auth.htpasswd import (
@@ -71,9 +69,7 @@ def basic(user: str, password: str) -> bytes:
 
 def temporary_path(case: SynchronousTestCase) -> str:
     """A path in a new folder, removed after C{case}; nothing is there yet."""
-    folder = tempfile.mkdtemp(prefix="txregistry-htpasswd-")
-    case.addCleanup(shutil.rmtree, folder, True)
-    return os.path.join(folder, "htpasswd")
+    return os.path.join(temporary_directory(case, "txregistry-htpasswd-"), "htpasswd")
 
 
 def rejected(data: bytes) -> ConfigError:

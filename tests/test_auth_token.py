@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +29,7 @@ from twisted.web.http_headers import Headers
 from zope.interface.verify import verifyObject
 
 from clients import Clients, CommandFailed, ImageSet, OCILayout, Target, same_image
-from support import assert_error, sha256
+from support import assert_error, sha256, temporary_directory
 from txregistry.auth.access import CATALOG, repository_access, scope
 from txregistry.auth.jwt import TrustedKeys
 from txregistry.auth.keys import b64url_encode, jwk_thumbprint, libtrust_key_id, public_jwk
@@ -474,8 +472,7 @@ class FactoryTests(SynchronousTestCase):
     """The options, as Distribution's: what is required, what is refused."""
 
     def setUp(self) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="token-options-"))
-        self.addCleanup(shutil.rmtree, folder)
+        folder = Path(temporary_directory(self, "token-options-"))
         self.folder = folder
         self.key = signing_key("ES256")
         self.bundle = folder / "bundle.pem"

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
+from support import temporary_directory
 from txregistry.config import (
     DEFAULT_TLS_CIPHER_SUITES,
     EMBEDDED_DEFAULT,
@@ -608,8 +608,7 @@ class ProcessTests(SynchronousTestCase):
     """C{twist registry} with a bad configuration exits at once with one line."""
 
     def run_registry(self, config: str) -> subprocess.CompletedProcess[str]:
-        directory = tempfile.mkdtemp(prefix="txregistry-config-")
-        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        directory = temporary_directory(self, "txregistry-config-")
         path = os.path.join(directory, "bad.yml")
         with open(path, "w") as file:
             file.write(config)

@@ -6,8 +6,6 @@ driver, plugin discovery, factory parameters, and the validating wrapper.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.plugin import IPlugin, getPlugins
@@ -17,6 +15,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 import twisted.plugins
+from support import temporary_directory
 from txregistry.config import ConfigError
 from txregistry.drivers.base import ValidatingDriver, check_path
 from txregistry.drivers.errors import InvalidPathError, PathNotFoundError
@@ -27,19 +26,11 @@ from txregistry.interfaces import IStorageDriver, IStorageDriverFactory
 from txregistry.testing.drivers import DriverTestsMixin
 
 
-def _temporary_directory(case: SynchronousTestCase) -> str:
-    # Not TestCase.mktemp: under pytest it would create folders in the
-    # current directory, the repository.
-    directory = tempfile.mkdtemp(prefix="txregistry-test-")
-    case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-    return directory
-
-
 class FilesystemDriverTests(DriverTestsMixin, TestCase):
     """The driver suite against the filesystem driver, in a root it creates."""
 
     def make_driver(self) -> IStorageDriver:
-        self.root = os.path.join(_temporary_directory(self), "root")
+        self.root = os.path.join(temporary_directory(self), "root")
         return FilesystemDriver(self.root)
 
     async def test_distribution_layout(self) -> None:
@@ -149,7 +140,7 @@ class PluginDiscoveryTests(SynchronousTestCase):
         inmemory = factories["inmemory"].create({})
         self.assertIsInstance(inmemory, InMemoryDriver)
         self.assertTrue(verifyObject(IStorageDriver, inmemory))
-        root = os.path.join(_temporary_directory(self), "data")
+        root = os.path.join(temporary_directory(self), "data")
         filesystem = factories["filesystem"].create({"rootdirectory": root, "maxthreads": 25})
         self.assertIsInstance(filesystem, FilesystemDriver)
         self.assertEqual(filesystem.root, root)
@@ -190,7 +181,7 @@ class FactoryParameterTests(SynchronousTestCase):
         error = self._error(FilesystemDriverFactory(), {"maxthreads": 24})
         self.assertEqual(error.key, "storage.filesystem.maxthreads")
         self.assertIn("25", error.problem)
-        root = _temporary_directory(self)
+        root = temporary_directory(self)
         driver = FilesystemDriverFactory().create({"rootdirectory": root, "maxthreads": 25})
         self.assertIsInstance(driver, FilesystemDriver)
 

@@ -19,6 +19,7 @@ import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from support import temporary_directory
 from txregistry.config import ConfigError
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
@@ -324,18 +325,10 @@ class OutageTests(TestCase):
     """The bucket unreachable, hanging, or refusing: L{StorageUnavailableError}, then recovery."""
 
     def setUp(self) -> None:
-        self.server = S3ServerProcess(Path(self.mktemp_outside()), name="s3-outage")
+        self.server = S3ServerProcess(Path(temporary_directory(self)), name="s3-outage")
         self.server.start()
         self.addCleanup(self.server.stop)
         self.server.create_bucket(BUCKET)
-
-    def mktemp_outside(self) -> str:
-        import shutil
-        import tempfile
-
-        folder = tempfile.mkdtemp(prefix="txregistry-s3-outage-")
-        self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
-        return folder
 
     def driver(self, **extra: Any) -> ValidatingDriver:
         parameters = self.server.storage_parameters(

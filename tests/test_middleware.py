@@ -8,10 +8,8 @@ blob downloads.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +21,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 import twisted.plugins
-from support import sha256
+from support import sha256, temporary_directory
 from txregistry.config import ConfigError, MiddlewareEntry, load_config
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.inmemory import InMemoryDriver
@@ -34,15 +32,6 @@ from txregistry.middleware.redirect import RedirectMiddleware, RedirectMiddlewar
 from txregistry.middleware.storage import DelegatingDriver, apply_storage_middleware
 from txregistry.service import build_service
 from txregistry.testing.drivers import DriverTestsMixin
-
-
-def _temporary_directory(case: SynchronousTestCase) -> str:
-    # Not TestCase.mktemp: under pytest it would create folders in the
-    # current directory, the repository.
-    directory = tempfile.mkdtemp(prefix="txregistry-test-")
-    case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-    return directory
-
 
 BLOB_PATH = "/docker/registry/v2/blobs/sha256/ab/" + "ab" * 32 + "/data"
 
@@ -262,7 +251,7 @@ class DiscoveryTests(SynchronousTestCase):
 
     def test_third_party_plugin_found(self) -> None:
         """Middleware shipped in another distribution's twisted/plugins is found by name."""
-        directory = _temporary_directory(self)
+        directory = temporary_directory(self)
         with open(os.path.join(directory, "txregistry_test_middleware.py"), "w") as plugin:
             plugin.write(
                 textwrap.dedent(

@@ -16,7 +16,6 @@ import os
 import shutil
 import sqlite3
 import sys
-import tempfile
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import urljoin
@@ -26,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 import twisted.plugins
+from support import temporary_directory
 from txregistry.config import ConfigError
 from txregistry.drivers.plugins import driver_factories
 from txregistry.interfaces import IStorageDriver, IStorageDriverFactory
@@ -38,16 +38,9 @@ EXAMPLE = Path(__file__).parent / "plugin_example"
 EXAMPLE_CACHE = EXAMPLE / "twisted" / "plugins" / "dropin.cache"
 
 
-def _temporary_directory(case: SynchronousTestCase) -> Path:
-    # Not TestCase.mktemp: under pytest it makes folders in the repository.
-    directory = tempfile.mkdtemp(prefix="txregistry-test-")
-    case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-    return Path(directory)
-
-
 def copy_example(case: SynchronousTestCase) -> Path:
     """A copy of the example in a temporary folder, removed after the test."""
-    copy = _temporary_directory(case) / "plugin_example"
+    copy = Path(temporary_directory(case)) / "plugin_example"
     shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", "dropin.cache"))
     return copy
 
@@ -117,7 +110,7 @@ class SqliteDriverTests(DriverTestsMixin, TestCase):
         # Their tests import this at the top; here the example is installed per test.
         from txregistry_sqlite.driver import SqliteDriver
 
-        driver = SqliteDriver(str(_temporary_directory(self) / "registry.db"))
+        driver = SqliteDriver(str(Path(temporary_directory(self)) / "registry.db"))
         self.addCleanup(driver.close)
         return driver
 
@@ -128,7 +121,7 @@ class RegistryProcessTests(SynchronousTestCase):
     def test_push_and_pull(self) -> None:
         """A blob pushed in a POST and a PUT is pulled back, and is in the database."""
         copy = copy_example(self)
-        workdir = _temporary_directory(self)
+        workdir = Path(temporary_directory(self))
         database = workdir / "registry.db"
         config = base_config(
             workdir / "unused",
