@@ -7,7 +7,6 @@ serving once the bucket is back, and nothing half-written becomes visible.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import Registry
+from manifest_support import OCI_CONFIG, OCI_LAYER, descriptor, encode
 from support import assert_error, sha256
+from txregistry.registry.manifest_formats import OCI_MANIFEST
 from txregistry.testing.client import request
 from txregistry.testing.s3server import S3ServerProcess
 
@@ -27,8 +28,6 @@ TIMEOUT = 1
 # The most a request may take when the bucket hangs: a few bucket requests,
 # each cut at TIMEOUT, and some slack for a loaded machine.
 BOUND = 6 * TIMEOUT + 2
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture
@@ -57,15 +56,11 @@ def s3_registry(
 def timed(registry: Registry, method: str, target: str, **options: Any) -> Any:
     """A request that must be answered within L{BOUND} seconds."""
     began = time.monotonic()
-    response = _raw(registry, method, target, **options)
+    # Not Registry.request, which refuses every 5xx: here a 503 is the point.
+    response = request(method, registry.resolve(target), **options)
     elapsed = time.monotonic() - began
     assert elapsed < BOUND, f"{method} {target} took {elapsed:.1f}s"
     return response
-
-
-def _raw(registry: Registry, method: str, target: str, **options: Any) -> Any:
-    # Registry.request refuses every 5xx; here a 503 is the point.
-    return request(method, registry.resolve(target), **options)
 
 
 def assert_unavailable(response: Any, method: str) -> None:
@@ -74,27 +69,6 @@ def assert_unavailable(response: Any, method: str) -> None:
         assert response.status == 503
     else:
         assert_error(response, 503, "UNAVAILABLE")
-
-
-def manifest_for(config: bytes, layer: bytes) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": sha256(layer),
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
 
 
 def test_outage_answers_503_then_recovers(
@@ -108,7 +82,14 @@ def test_outage_answers_503_then_recovers(
     config, layer = b'{"architecture":"amd64","os":"linux"}', os.urandom(300_000)
     s3_registry.push(repo, config)
     s3_registry.push(repo, layer)
-    manifest = manifest_for(config, layer)
+    manifest = encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, layer)],
+        }
+    )
     response = s3_registry.request(
         "PUT", f"{repo}/manifests/v1", manifest, {"Content-Type": OCI_MANIFEST}
     )
