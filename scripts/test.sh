@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive: the reference registry (Distribution 2.8),
-# curl, and the container clients of tests/test_clients.py (skopeo, podman,
-# buildah).  Installed when missing; needs root (or sudo).
+# curl, the container clients of tests/test_clients.py (skopeo, podman,
+# buildah), nginx for tests/test_scale_out.py and openssl's s_client for
+# tests/test_tls.py.  Installed when missing; needs root (or sudo).
 # shellcheck source=scripts/debian.sh
 source scripts/debian.sh
-install_debian_packages docker-registry curl skopeo podman buildah nginx-light
+install_debian_packages docker-registry curl skopeo podman buildah nginx-light openssl
 
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh test
