@@ -520,7 +520,7 @@ def tool_environment(extra: Mapping[str, str]) -> dict[str, str]:
 def source_version() -> str:
     """
     The txregistry commit being measured, with C{+changes} when files under
-    C{src/} differ from it.
+    C{txregistry/} or C{twisted/plugins/} differ from it.
     """
     root = Path(__file__).resolve().parent.parent
 
@@ -538,4 +538,6 @@ def source_version() -> str:
         return result.stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--", "src") else "")
+    return head + (
+        "+changes" if git("status", "--porcelain", "--", "txregistry", "twisted") else ""
+    )

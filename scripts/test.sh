@@ -16,7 +16,7 @@ install_debian_packages docker-registry curl skopeo podman buildah nginx-light o
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh test
 
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check txregistry twisted tests bench
+.venv/bin/ruff format --check txregistry twisted tests bench
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -274,7 +274,7 @@ class DiscoveryTests(SynchronousTestCase):
     def test_plugin_module_stays_cheap(self) -> None:
         """Scanning the plugins imports neither the middleware nor the config's YAML."""
         code = (
-            "import sys, twisted.plugins.txregistry_plugin\n"
+            "import sys, twisted.plugins.registry_plugin\n"
             "print(sorted(m for m in ('txregistry.middleware.redirect', 'txregistry.config',"
             " 'yaml') if m in sys.modules))\n"
         )

@@ -18,6 +18,7 @@ import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 from twisted.plugin import IPlugin
@@ -122,28 +123,40 @@ class RegistryProcessTests(SynchronousTestCase):
         """A blob pushed in a POST and a PUT is pulled back, and is in the database."""
         copy = copy_example(self)
         workdir = Path(temporary_directory(self))
-        database = workdir / "registry.db"
-        config = base_config(
-            workdir / "unused",
-            storage={"sqlite": {"path": str(database)}, "delete": {"enabled": True}},
-        )
         path = os.pathsep.join(filter(None, [str(copy), os.environ.get("PYTHONPATH")]))
-        blob = os.urandom(300_007)
-        digest = hashlib.sha256(blob).hexdigest()
-        with RegistryProcess(workdir, config, env={"PYTHONPATH": path}) as registry:
-            blobs = f"{registry.url}/v2/example/sqlite/blobs"
-            started = request("POST", f"{blobs}/uploads/")
-            self.assertEqual(started.status, 202, started.body)
-            location = urljoin(registry.url, started.header("Location") or "")
-            separator = "&" if "?" in location else "?"
-            finished = request("PUT", f"{location}{separator}digest=sha256:{digest}", blob)
-            self.assertEqual(finished.status, 201, finished.body)
-            pulled = request("GET", f"{blobs}/sha256:{digest}")
-            self.assertEqual(pulled.status, 200, pulled.body[:200])
-            self.assertEqual(pulled.body, blob)
+        registry = RegistryProcess(workdir, sqlite_config(workdir), env={"PYTHONPATH": path})
+        with registry:
+            push_and_pull_blob(self, registry, workdir)
         self.assertNotIn("Traceback", registry.output())
-        stored = f"/docker/registry/v2/blobs/sha256/{digest[:2]}/{digest}/data"
-        with closing(sqlite3.connect(database)) as db:
-            row = db.execute("SELECT content FROM files WHERE path = ?", (stored,)).fetchone()
-        self.assertEqual(row, (blob,))
         self.assertFalse((workdir / "unused").exists())
+
+
+def sqlite_config(workdir: Path) -> dict[str, Any]:
+    """A registry config storing in the example's driver, in C{workdir}/registry.db."""
+    return base_config(
+        workdir / "unused",
+        storage={"sqlite": {"path": str(workdir / "registry.db")}, "delete": {"enabled": True}},
+    )
+
+
+def push_and_pull_blob(case: SynchronousTestCase, registry: RegistryProcess, workdir: Path) -> None:
+    """
+    Push a blob in a POST and a PUT to C{registry}, started on
+    L{sqlite_config}C{(workdir)}, pull it back, and find it in the database.
+    """
+    blob = os.urandom(300_007)
+    digest = hashlib.sha256(blob).hexdigest()
+    blobs = f"{registry.url}/v2/example/sqlite/blobs"
+    started = request("POST", f"{blobs}/uploads/")
+    case.assertEqual(started.status, 202, started.body)
+    location = urljoin(registry.url, started.header("Location") or "")
+    separator = "&" if "?" in location else "?"
+    finished = request("PUT", f"{location}{separator}digest=sha256:{digest}", blob)
+    case.assertEqual(finished.status, 201, finished.body)
+    pulled = request("GET", f"{blobs}/sha256:{digest}")
+    case.assertEqual(pulled.status, 200, pulled.body[:200])
+    case.assertEqual(pulled.body, blob)
+    stored = f"/docker/registry/v2/blobs/sha256/{digest[:2]}/{digest}/data"
+    with closing(sqlite3.connect(workdir / "registry.db")) as db:
+        row = db.execute("SELECT content FROM files WHERE path = ?", (stored,)).fetchone()
+    case.assertEqual(row, (blob,))
