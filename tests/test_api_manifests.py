@@ -313,12 +313,27 @@ def test_unknown_manifest(images, reference):
     ],
 )
 def test_invalid_tag(images, tag):
+    """
+    A PUT (or DELETE) of a reference outside the tag grammar is told so;
+    a GET or HEAD answers that no such manifest is there (404), as
+    pattern-routed registries do and the OCI conformance suite expects.
+    """
     content = images.image()
     assert_error(images.put(tag, content), 400, "TAG_INVALID")
-    assert_error(images.get(tag), 400, "TAG_INVALID")
+    _assert_unknown(images, tag)
     assert_error(images.delete(tag), 400, "TAG_INVALID")
-    assert images.get(tag, method="HEAD").status == 400
     _assert_not_stored(images, content)
+
+
+def test_invalid_manifest_name(images):
+    """
+    The OCI conformance suite's C{.INVALID_MANIFEST_NAME}: GET and HEAD
+    answer 404 MANIFEST_UNKNOWN, whether the repository exists or not.
+    """
+    _assert_unknown(images, ".INVALID_MANIFEST_NAME")
+    images.push("present", images.image())
+    _assert_unknown(images, ".INVALID_MANIFEST_NAME")
+    _assert_unknown(images, ".INVALID_MANIFEST_NAME", repo=f"{images.repo}-absent")
 
 
 @pytest.mark.parametrize("tag", ["a" * 128, "_", "0", "v1.2.3-rc.1_build", "UPPER.case"])

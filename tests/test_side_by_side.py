@@ -517,6 +517,9 @@ def build_steps(i: Image) -> list[Step]:
         headers=DOCKER_PULL,
     )
     step("get.bad-digest", "GET", f"{manifests}/sha256:xyz", headers=DOCKER_PULL)
+    # The OCI conformance suite's name for a manifest that cannot exist.
+    step("get.bad-tag", "GET", f"{manifests}/.INVALID_MANIFEST_NAME", headers=DOCKER_PULL)
+    step("head.bad-tag", "HEAD", f"{manifests}/.INVALID_MANIFEST_NAME", headers=DOCKER_PULL)
 
     # -- referrers (OCI 1.1) ----------------------------------------------------------------
     step("referrers.oci", "GET", f"{APP}/referrers/{sha256(i.oci)}")
@@ -801,6 +804,19 @@ def allowlist(i: Image) -> dict[tuple[str, str], Allowed]:
         "storage (500 UNKNOWN); txregistry answers 400 DIGEST_INVALID",
         status=400,
         codes=["DIGEST_INVALID"],
+    )
+    allow(
+        "get.bad-tag",
+        "a GET of a reference outside the tag grammar: both answer 404, Distribution's router "
+        "its plain-text one (no route matches); txregistry 404 MANIFEST_UNKNOWN",
+        content_type=JSON,
+        body=errors("MANIFEST_UNKNOWN"),
+    )
+    allow(
+        "head.bad-tag",
+        "a HEAD of a reference outside the tag grammar: both answer 404 without a body; "
+        "Distribution's router labels it plain text, txregistry JSON (MANIFEST_UNKNOWN)",
+        content_type=JSON,
     )
     allow(
         ["put.invalid.bad-tag", "put.tag-length.129"],

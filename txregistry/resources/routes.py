@@ -14,7 +14,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from twisted.web.http_headers import Headers
 
 from txregistry.digest import Digest
-from txregistry.errors import DIGEST_INVALID, TAG_INVALID, UNSUPPORTED, RegistryError
+from txregistry.errors import (
+    DIGEST_INVALID,
+    MANIFEST_UNKNOWN,
+    TAG_INVALID,
+    UNSUPPORTED,
+    RegistryError,
+)
 from txregistry.names import TAG, check_repository_name
 
 
@@ -85,7 +91,9 @@ def match_route(path: str, method: str) -> RouteMatch:
     Find the route for C{path} (the decoded path below C{/v2/}).
 
     @raise RegistryError: NAME_INVALID or DIGEST_INVALID for a bad
-        parameter; UNSUPPORTED (404) when no route matches, or (405, with
+        parameter; TAG_INVALID for a manifest reference that is neither a
+        tag nor a digest, but MANIFEST_UNKNOWN (404) when C{method} only
+        reads; UNSUPPORTED (404) when no route matches, or (405, with
         C{Allow}) when the route does not answer C{method}.
     """
     for route in ROUTES:
@@ -104,6 +112,12 @@ def match_route(path: str, method: str) -> RouteMatch:
                 digest_text = reference
             elif TAG.fullmatch(reference):
                 tag = reference
+            elif method in ("GET", "HEAD"):
+                # No manifest can have that name, so none is there: a
+                # 404, as pattern-routed registries (Distribution, zot)
+                # answer and the OCI conformance suite expects.  Only a
+                # PUT (or DELETE) is told what is wrong with the tag.
+                raise MANIFEST_UNKNOWN(f"no manifest can be tagged {reference[:150]!r}")
             else:
                 raise TAG_INVALID(f"invalid tag: {reference[:150]!r}")
         digest = Digest.parse(digest_text) if digest_text is not None else None
