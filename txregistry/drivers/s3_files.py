@@ -8,18 +8,15 @@ L{txregistry.drivers.s3} for how writers use multipart uploads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from zope.interface import implementer
 
 from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
-from txregistry.drivers.s3_parameters import MIN_CHUNK_SIZE
+from txregistry.drivers.s3_parameters import MIN_CHUNK_SIZE, S3Parameters
 from txregistry.interfaces import IFileReader, IFileWriter
 from txregistry.threads import in_thread
-
-if TYPE_CHECKING:
-    from txregistry.drivers.s3 import S3Driver
 
 T = TypeVar("T")
 
@@ -82,6 +79,49 @@ class S3Reader:
         return in_thread(body.close)
 
 
+class MultipartStore(Protocol):
+    """
+    What an L{S3Writer} needs of the bucket it writes to: the whole-object
+    calls and the steps of a multipart upload.  L{txregistry.drivers.s3.S3Driver}
+    provides it; the writer names this protocol rather than the driver so
+    that the driver's module may import this one and not the other way round.
+    """
+
+    parameters: S3Parameters
+    # botocore makes a client's methods at run time.
+    client: Any
+
+    def key(self, path: str) -> str:
+        """The object key of the driver path C{path}."""
+
+    def get_content(self, path: str) -> Deferred[bytes]:
+        """The whole object at C{path}."""
+
+    def put_content(self, path: str, content: bytes) -> Deferred[None]:
+        """Make C{content} the object at C{path}, in one request."""
+
+    def delete(self, path: str) -> Deferred[None]:
+        """Delete the object at C{path} (and anything below it)."""
+
+    def create_multipart_upload(self, path: str) -> Deferred[str]:
+        """Start a multipart upload to C{path}; fires with its id."""
+
+    async def continue_in_upload(self, path: str, size: int) -> tuple[str, list[dict[str, Any]]]:
+        """
+        Start a multipart upload to C{path} whose first parts copy the
+        C{size} bytes of the object there; the upload's id and its parts so
+        far.
+        """
+
+    def complete_multipart_upload(
+        self, path: str, upload_id: str, parts: list[dict[str, Any]]
+    ) -> Deferred[None]:
+        """Make the upload's C{parts} the object at C{path}."""
+
+    def abort_multipart_upload(self, path: str, upload_id: str) -> Deferred[None]:
+        """Drop the upload and the parts sent."""
+
+
 @implementer(IFileWriter)
 class S3Writer:
     """
@@ -94,7 +134,7 @@ class S3Writer:
         object as it was.
     """
 
-    def __init__(self, driver: S3Driver, path: str, continues: int = 0) -> None:
+    def __init__(self, driver: MultipartStore, path: str, continues: int = 0) -> None:
         self._driver = driver
         self._path = path
         self._key = driver.key(path)
