@@ -1,14 +1,18 @@
 """
 The configuration: Distribution's YAML, REGISTRY_* overrides, every mistake
-named by its key; the listening endpoint; the process's exit on a bad
-config; and the log formats the config selects.
+named by its key; the section modules it is made of; the listening
+endpoint; the process's exit on a bad config; and the log formats the
+config selects.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import io
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +25,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
+import txregistry.config
 from support import temporary_directory
 from txregistry.config import (
     DEFAULT_TLS_CIPHER_SUITES,
@@ -34,6 +39,8 @@ from txregistry.config import (
     endpoint_description,
     load_config,
 )
+from txregistry.config.core import Section
+from txregistry.config.sections import SCHEMA, SECTIONS
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
 
@@ -602,6 +609,71 @@ class EndpointTests(SynchronousTestCase):
         for addr in ("5000", "localhost", "host:port", ":", "[::1]5000"):
             error = self.assertRaises(ConfigError, endpoint_description, addr, "tcp")
             self.assertEqual(error.key, "http.addr")
+
+
+def section_modules() -> dict[str, Section]:
+    """The L{Section} of every module of C{txregistry.config} that has one, by module."""
+    found = {}
+    for module in pkgutil.iter_modules(txregistry.config.__path__):
+        imported = importlib.import_module(f"txregistry.config.{module.name}")
+        section = getattr(imported, "SECTION", None)
+        if isinstance(section, Section):
+            found[module.name] = section
+    return found
+
+
+class StructureTests(SynchronousTestCase):
+    """
+    The configuration is made of its section modules, each registered once
+    in C{txregistry.config.sections}.
+    """
+
+    def test_schema_is_the_section_modules(self) -> None:
+        """
+        The top-level keys the schema accepts are the keys of the section
+        modules: a module left unregistered, or registered twice, fails.
+        """
+        module_keys = sorted(section.key for section in section_modules().values())
+        self.assertEqual(sorted(SCHEMA), module_keys)
+        self.assertEqual(sorted(section.key for section in SECTIONS), module_keys)
+
+    def test_keys_unique(self) -> None:
+        """No two section modules claim the same top-level key."""
+        modules = section_modules()
+        keys = [section.key for section in modules.values()]
+        self.assertEqual(len(keys), len(set(keys)), modules)
+
+    def test_config_attributes(self) -> None:
+        """
+        Every attribute of L{Config} but the warnings is filled by exactly one
+        registered section, and every section that fills one builds it.
+        """
+        attributes = [section.attribute for section in SECTIONS if section.attribute]
+        self.assertEqual(
+            sorted(attributes),
+            sorted(field.name for field in dataclasses.fields(Config) if field.name != "warnings"),
+        )
+        for section in SECTIONS:
+            if section.attribute:
+                self.assertIsNotNone(section.build, section.key)
+
+    def test_import_is_light(self) -> None:
+        """Importing the configuration imports YAML, but neither Twisted nor botocore."""
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import txregistry.config"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        imported = {
+            line.rsplit("|", 1)[-1].strip()
+            for line in result.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        self.assertIn("yaml", imported)
+        heavy = {name for name in imported if name.split(".")[0] in ("twisted", "botocore")}
+        self.assertEqual(heavy, set())
 
 
 class ProcessTests(SynchronousTestCase):

@@ -1,0 +1,96 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The C{storage} section: the one storage driver and its parameters, and the
+options that apply whichever driver it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from txregistry.config.core import (
+    BuildContext,
+    ConfigError,
+    Ignored,
+    OpenSchema,
+    Section,
+    as_mapping,
+)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The C{storage} section: the driver's name and parameters, and the options."""
+
+    driver: str
+    parameters: Mapping[str, Any]
+    delete_enabled: bool = False
+    readonly: bool = False
+    redirect_disabled: bool = False
+    blob_descriptor_cache: str | None = None
+    blob_descriptor_cache_size: int = 10000
+
+
+# Any other key names the driver; the driver's factory checks its section.
+_SCHEMA = OpenSchema(
+    {
+        "delete": {"enabled": bool},
+        "maintenance": {
+            "uploadpurging": Ignored("upload purging is not implemented yet; ignored"),
+            "readonly": {"enabled": bool},
+        },
+        "cache": {"blobdescriptor": str, "blobdescriptorsize": int},
+        "redirect": {"disable": bool},
+        "tag": {"concurrencylimit": int},
+    }
+)
+
+
+def _build(value: Any, context: BuildContext) -> StorageConfig:
+    """
+    The typed C{storage} section.
+
+    @raise ConfigError: unless exactly one driver, of the known ones, is
+        named; for a blob descriptor cache txregistry does not have.
+    """
+    storage = as_mapping(value)
+    drivers = [key for key in storage if key not in _SCHEMA]
+    if not drivers:
+        raise ConfigError("storage", "names no storage driver")
+    if len(drivers) > 1:
+        raise ConfigError("storage", f"names more than one driver: {', '.join(drivers)}")
+    driver = drivers[0]
+    known_drivers = context.known_drivers
+    if known_drivers is not None and driver not in known_drivers:
+        raise ConfigError(
+            f"storage.{driver}",
+            f"unknown storage driver (installed: {', '.join(sorted(known_drivers))})",
+        )
+    parameters = storage[driver]
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise ConfigError(f"storage.{driver}", "must be a mapping of driver parameters")
+    cache_section = as_mapping(storage.get("cache"))
+    cache = cache_section.get("blobdescriptor")
+    cache_size = cache_section.get("blobdescriptorsize", 10000)
+    if cache_size <= 0:
+        raise ConfigError("storage.cache.blobdescriptorsize", "must be a positive integer")
+    if cache not in (None, "inmemory"):
+        raise ConfigError(
+            "storage.cache.blobdescriptor",
+            f"{cache!r} is not supported (txregistry has: inmemory)",
+        )
+    maintenance = as_mapping(storage.get("maintenance"))
+    return StorageConfig(
+        driver=driver,
+        parameters=dict(parameters or {}),
+        delete_enabled=bool(as_mapping(storage.get("delete")).get("enabled", False)),
+        readonly=bool(as_mapping(maintenance.get("readonly")).get("enabled", False)),
+        redirect_disabled=bool(as_mapping(storage.get("redirect")).get("disable", False)),
+        blob_descriptor_cache=cache,
+        blob_descriptor_cache_size=cache_size,
+    )
+
+
+SECTION = Section("storage", _SCHEMA, build=_build, attribute="storage")
