@@ -865,6 +865,63 @@ def client_hello() -> bytes:
     return hello
 
 
+def push_blob(target: Target, repository: str, data: bytes) -> str:
+    """A monolithic upload (C{POST ?digest=}); the digest."""
+    digest = sha256(data)
+    response = target.request("POST", f"{repository}/blobs/uploads/?digest={digest}", data)
+    assert response.status == 201, response.body
+    return digest
+
+
+def push_referrer(
+    target: Target,
+    repository: str,
+    subject: dict[str, object],
+    artifact_type: str | None,
+    config: tuple[str, bytes],
+    layer: bytes,
+    annotations: dict[str, str],
+) -> dict[str, object]:
+    """
+    PUT, by digest, an image manifest whose C{subject} is C{subject}; the
+    descriptor a referrers list should give for it.
+    """
+    config_type, config_data = config
+    push_blob(target, repository, config_data)
+    push_blob(target, repository, layer)
+    manifest: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": config_type,
+            "digest": sha256(config_data),
+            "size": len(config_data),
+        },
+        "layers": [
+            {"mediaType": "application/octet-stream", "digest": sha256(layer), "size": len(layer)}
+        ],
+        "subject": subject,
+        "annotations": annotations,
+    }
+    if artifact_type is not None:
+        manifest["artifactType"] = artifact_type
+    body = canonical(manifest)
+    digest = sha256(body)
+    response = target.request(
+        "PUT", f"{repository}/manifests/{digest}", body, {"Content-Type": OCI_MANIFEST}
+    )
+    assert response.status == 201, response.body
+    assert response.header("Docker-Content-Digest") == digest
+    assert response.header("OCI-Subject") == subject["digest"]
+    return {
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": len(body),
+        "artifactType": artifact_type or config_type,
+        "annotations": annotations,
+    }
+
+
 def answer_to(host: str, port: int, data: bytes, within: float) -> tuple[bytes, float]:
     """
     Send C{data} on a new connection: the first bytes the server answers

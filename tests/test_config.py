@@ -40,6 +40,7 @@ from txregistry.config import (
     load_config,
 )
 from txregistry.config.core import Section
+from txregistry.config.maintenance import GCConfig, UploadPurgingConfig
 from txregistry.config.sections import SCHEMA, SECTIONS
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
@@ -340,9 +341,72 @@ class EnvironmentTests(ConfigTestCase):
             REGISTRY_REDIS_ADDR="redis:6379",
         )
         self.assertEqual(
-            sorted(warning.split(":")[0] for warning in config.warnings),
-            ["health", "redis", "storage.maintenance.uploadpurging"],
+            sorted(warning.split(":")[0] for warning in config.warnings), ["health", "redis"]
         )
+        # Upload purging is implemented: the override turns it off.
+        self.assertFalse(config.storage.upload_purging.enabled)
+
+
+class EmptyValueTests(ConfigTestCase):
+    """A key set to nothing (C{key:} in YAML) takes its default, as in Distribution."""
+
+    def test_empty_numbers(self) -> None:
+        config = load(
+            "version: 0.1\nstorage:\n  inmemory:\n  cache:\n    blobdescriptorsize:\n"
+            "catalog:\n  maxentries:\n"
+        )
+        self.assertEqual(config.catalog_max_entries, 1000)
+        self.assertEqual(config.storage.blob_descriptor_cache_size, 10000)
+
+
+class MaintenanceTests(ConfigTestCase):
+    """C{storage.maintenance.uploadpurging} (Distribution's) and C{storage.gc} (ours)."""
+
+    def test_defaults(self) -> None:
+        """Purging is on by default, as in Distribution, with its defaults; collection is off."""
+        storage = load(MINIMAL).storage
+        self.assertEqual(
+            storage.upload_purging, UploadPurgingConfig(True, 168 * 3600.0, 24 * 3600.0, False)
+        )
+        self.assertEqual(storage.gc, GCConfig(False, 24 * 3600.0, 3600.0, False, False))
+
+    def test_values(self) -> None:
+        storage = load(
+            "version: 0.1\nstorage:\n  inmemory: {}\n  maintenance:\n    uploadpurging:\n"
+            "      enabled: false\n      age: 2h\n      interval: 30m\n      dryrun: true\n"
+            "  gc: {enabled: true, interval: 10m, minage: 0s, deleteuntagged: true, dryrun: true}\n"
+        ).storage
+        self.assertEqual(storage.upload_purging, UploadPurgingConfig(False, 7200.0, 1800.0, True))
+        self.assertEqual(storage.gc, GCConfig(True, 600.0, 0.0, True, True))
+
+    def test_overrides(self) -> None:
+        config = load(MINIMAL, REGISTRY_STORAGE_GC_ENABLED="true", REGISTRY_STORAGE_GC_MINAGE="5s")
+        self.assertEqual((config.storage.gc.enabled, config.storage.gc.min_age), (True, 5.0))
+
+    def test_mistakes(self) -> None:
+        """Each mistake names its key."""
+        for section, key in [
+            ("gc: {bogus: 1}", "storage.gc.bogus"),
+            ("gc: {enabled: 1}", "storage.gc.enabled"),
+            ("gc: {interval: soon}", "storage.gc.interval"),
+            ("gc: {interval: 0s}", "storage.gc.interval"),
+            ("gc: {minage: 5}", None),
+            ("maintenance: {uploadpurging: {age: 1y}}", "storage.maintenance.uploadpurging.age"),
+            (
+                "maintenance: {uploadpurging: {interval: 0s}}",
+                "storage.maintenance.uploadpurging.interval",
+            ),
+            (
+                "maintenance: {uploadpurging: {bogus: true}}",
+                "storage.maintenance.uploadpurging.bogus",
+            ),
+        ]:
+            text = f"version: 0.1\nstorage: {{inmemory: {{}}, {section}}}\n"
+            if key is None:
+                # A number is nanoseconds, as for Go.
+                self.assertEqual(load(text).storage.gc.min_age, 5e-9)
+                continue
+            self.assertEqual(self.error(text).key, key, section)
 
 
 class MistakeTests(ConfigTestCase):

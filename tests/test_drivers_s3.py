@@ -117,6 +117,26 @@ class S3MultipartTests(TestCase):
         self.assertEqual(await self.driver.get_content("/upload"), b"".join(pieces))
         self.assertEqual(self.open_uploads(), [])
 
+    async def test_purge_stale_writes(self) -> None:
+        """
+        Upload purging aborts the multipart uploads started before the
+        cutoff, under the driver's root only, and keeps younger ones.
+        """
+        client, root = self.raw.client, self.raw.parameters.root
+        stale = client.create_multipart_upload(Bucket=BUCKET, Key=root + "stale")["UploadId"]
+        elsewhere = client.create_multipart_upload(Bucket=BUCKET, Key="elsewhere/x")["UploadId"]
+        self.addCleanup(
+            client.abort_multipart_upload, Bucket=BUCKET, Key="elsewhere/x", UploadId=elsewhere
+        )
+        # moto says every multipart upload was initiated on 2010-11-10.
+        self.assertEqual(await self.raw.purge_stale_writes(1_000_000_000.0), 0)
+        self.assertEqual(self.open_uploads(), [root + "stale"])
+        self.assertEqual(await self.raw.purge_stale_writes(time.time() + 60), 1)
+        self.assertEqual(self.open_uploads(), [])
+        listed = client.list_multipart_uploads(Bucket=BUCKET, Prefix="elsewhere/")
+        self.assertEqual([u["UploadId"] for u in listed["Uploads"]], [elsewhere])
+        self.assertNotEqual(stale, elsewhere)
+
     async def test_append_from_another_process(self) -> None:
         """A second driver (another process's) continues what the first closed."""
         first, second = random_bytes(7 * MiB, seed=5), random_bytes(MiB, seed=6)

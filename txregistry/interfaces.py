@@ -233,6 +233,24 @@ class IStorageDriver(Interface):
         """
 
 
+class IStaleWritesPurger(Interface):
+    """
+    Optional, for a L{IStorageDriver} whose backend keeps unfinished writes
+    of its own, out of sight of L{IStorageDriver.list} (S3's incomplete
+    multipart uploads, which are billed until aborted).  Upload purging
+    (C{storage.maintenance.uploadpurging}) calls it on the driver below the
+    validating wrapper and any storage middleware.
+    """
+
+    def purge_stale_writes(started_before: float) -> Deferred[int]:
+        """
+        Abort the unfinished writes below the driver's root that were started
+        before C{started_before} (epoch seconds).
+
+        @return: fires with how many were aborted.
+        """
+
+
 class IStorageDriverFactory(Interface):
     """
     A Twisted plugin (also providing L{twisted.plugin.IPlugin}) that makes

@@ -8,14 +8,16 @@ the configuration to the plugins, the registry and the site, and listens
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IReactorProcess,
@@ -34,15 +36,18 @@ from txregistry.config import (
 )
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
-from txregistry.interfaces import IAccessController
+from txregistry.interfaces import IAccessController, IStorageDriver
 from txregistry.logs import log_level, observer_factory
 from txregistry.memory import limit_malloc_arenas
 from txregistry.middleware.plugins import storage_middleware_factories
 from txregistry.middleware.storage import apply_storage_middleware
 from txregistry.registry.descriptor_cache import DescriptorCache
+from txregistry.registry.gc import CollectionOptions, scheduled_collection
 from txregistry.registry.manifests import URLPolicy
+from txregistry.registry.purge import scheduled_purge
 from txregistry.registry.repository import Registry
 from txregistry.resources.site import RegistrySite, make_site
+from txregistry.scheduled import ScheduledJob
 from txregistry.tls import TLSServerEndpoint, tls_options
 from txregistry.workers import (
     ReusePortEndpoint,
@@ -85,18 +90,35 @@ class Options(usage.Options):
 
 class RegistryService(StreamServerEndpointService):
     """
-    Listens for the site; on stop, closes the port, then waits up to
+    Listens for the site, and runs the scheduled maintenance C{jobs}; on
+    stop, closes the port and stops the jobs, then waits up to
     C{drain_timeout} seconds for requests in progress (C{http.draintimeout}).
     """
 
-    def __init__(self, endpoint: Any, site: RegistrySite, drain_timeout: float) -> None:
+    def __init__(
+        self,
+        endpoint: Any,
+        site: RegistrySite,
+        drain_timeout: float,
+        jobs: Sequence[ScheduledJob] = (),
+    ) -> None:
         super().__init__(endpoint, site)
         self.site = site
         self.drain_timeout = drain_timeout
+        self.jobs = tuple(jobs)
+
+    def startService(self) -> None:
+        """Listen, and schedule the jobs."""
+        super().startService()
+        for job in self.jobs:
+            job.startService()
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening, then drain."""
+        """Stop listening and the jobs, then drain."""
         stopped: Deferred[None] = super().stopService()
+        jobs = [job.stopService() for job in self.jobs if job.running]
+        if jobs:
+            stopped.addCallback(lambda _: DeferredList(jobs)).addCallback(lambda _: None)
         if self.drain_timeout > 0:
             app = self.site.app
             stopped.addCallback(lambda _: app.wait_idle(self.drain_timeout, reactor))
@@ -148,6 +170,68 @@ def _access_controller(config: Config) -> IAccessController | None:
     return factory.create(config.auth.options)
 
 
+def build_driver(config: Config) -> ValidatingDriver:
+    """
+    The storage C{config} names: the driver plugin, wrapped in the storage
+    middleware in order, and in the validating wrapper.
+
+    @raise ConfigError: naming the key, for parameters the driver or a
+        middleware refuses.
+    """
+    factory = driver_factories()[config.storage.driver]
+    return ValidatingDriver(
+        apply_storage_middleware(
+            factory.create(config.storage.parameters),
+            config.middleware.storage,
+            storage_middleware_factories(),
+        )
+    )
+
+
+def maintenance_jobs(config: Config, driver: IStorageDriver) -> list[ScheduledJob]:
+    """
+    What the server runs on a schedule: upload purging (on by default, as in
+    Distribution) and garbage collection (C{storage.gc}); neither in
+    read-only mode.  Each process of C{--workers} runs them; collectors take
+    turns through a lease in storage.  The first run waits a random while
+    (at most an interval, or an hour) so that processes do not start at once.
+    """
+    storage = config.storage
+    if storage.readonly:
+        return []
+    jobs = []
+    purging = storage.upload_purging
+    if purging.enabled:
+        jobs.append(
+            ScheduledJob(
+                "upload purging",
+                scheduled_purge(driver, purging.age, purging.dry_run),
+                purging.interval,
+                _jitter(purging.interval),
+                reactor,
+            )
+        )
+    gc = storage.gc
+    if gc.enabled:
+        options = CollectionOptions(
+            dry_run=gc.dry_run, delete_untagged=gc.delete_untagged, min_age=gc.min_age
+        )
+        jobs.append(
+            ScheduledJob(
+                "garbage collection",
+                scheduled_collection(driver, options, reactor),
+                gc.interval,
+                _jitter(gc.interval),
+                reactor,
+            )
+        )
+    return jobs
+
+
+def _jitter(interval: float) -> float:
+    return random.uniform(0, min(interval, 3600.0))
+
+
 def build_service(
     config: Config,
     listen: str | None = None,
@@ -159,14 +243,7 @@ def build_service(
     C{workers} above 1, this process and C{workers - 1} more, started with
     C{argv}, share the port (see L{txregistry.workers}).
     """
-    factory = driver_factories()[config.storage.driver]
-    driver = ValidatingDriver(
-        apply_storage_middleware(
-            factory.create(config.storage.parameters),
-            config.middleware.storage,
-            storage_middleware_factories(),
-        )
-    )
+    driver = build_driver(config)
     validation = config.validation
     registry = Registry(
         driver,
@@ -208,7 +285,9 @@ def build_service(
             minimum=tls.minimum_version,
             clients=", client certificates required" if tls.client_cas else "",
         )
-    service = RegistryService(endpoint, site, config.http.drain_timeout)
+    service = RegistryService(
+        endpoint, site, config.http.drain_timeout, maintenance_jobs(config, driver)
+    )
     if workers <= 1 or is_worker():
         return service
     # The workers must sign and check upload state with the same secret.

@@ -13,11 +13,13 @@ from txregistry.config.core import BuildContext, ConfigError, Section, as_mappin
 
 def _build(value: Any, context: BuildContext) -> int:
     """
-    C{catalog.maxentries}, 1000 when not set.
+    C{catalog.maxentries}, 1000 when not set (or set to nothing).
 
     @raise ConfigError: for a number that is not positive.
     """
-    max_entries: int = as_mapping(value).get("maxentries", 1000)
+    max_entries: int | None = as_mapping(value).get("maxentries")
+    if max_entries is None:
+        return 1000
     if max_entries <= 0:
         raise ConfigError("catalog.maxentries", "must be a positive integer")
     return max_entries

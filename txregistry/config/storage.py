@@ -7,16 +7,23 @@ options that apply whichever driver it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from txregistry.config.core import (
     BuildContext,
     ConfigError,
-    Ignored,
     OpenSchema,
     Section,
     as_mapping,
+)
+from txregistry.config.maintenance import (
+    GC_SCHEMA,
+    UPLOAD_PURGING_SCHEMA,
+    GCConfig,
+    UploadPurgingConfig,
+    build_gc,
+    build_upload_purging,
 )
 
 
@@ -31,6 +38,8 @@ class StorageConfig:
     redirect_disabled: bool = False
     blob_descriptor_cache: str | None = None
     blob_descriptor_cache_size: int = 10000
+    upload_purging: UploadPurgingConfig = field(default_factory=UploadPurgingConfig)
+    gc: GCConfig = field(default_factory=GCConfig)
 
 
 # Any other key names the driver; the driver's factory checks its section.
@@ -38,12 +47,13 @@ _SCHEMA = OpenSchema(
     {
         "delete": {"enabled": bool},
         "maintenance": {
-            "uploadpurging": Ignored("upload purging is not implemented yet; ignored"),
+            "uploadpurging": UPLOAD_PURGING_SCHEMA,
             "readonly": {"enabled": bool},
         },
         "cache": {"blobdescriptor": str, "blobdescriptorsize": int},
         "redirect": {"disable": bool},
         "tag": {"concurrencylimit": int},
+        "gc": GC_SCHEMA,
     }
 )
 
@@ -73,7 +83,9 @@ def _build(value: Any, context: BuildContext) -> StorageConfig:
         raise ConfigError(f"storage.{driver}", "must be a mapping of driver parameters")
     cache_section = as_mapping(storage.get("cache"))
     cache = cache_section.get("blobdescriptor")
-    cache_size = cache_section.get("blobdescriptorsize", 10000)
+    cache_size = cache_section.get("blobdescriptorsize")
+    if cache_size is None:  # not set, or set to nothing
+        cache_size = 10000
     if cache_size <= 0:
         raise ConfigError("storage.cache.blobdescriptorsize", "must be a positive integer")
     if cache not in (None, "inmemory"):
@@ -90,6 +102,8 @@ def _build(value: Any, context: BuildContext) -> StorageConfig:
         redirect_disabled=bool(as_mapping(storage.get("redirect")).get("disable", False)),
         blob_descriptor_cache=cache,
         blob_descriptor_cache_size=cache_size,
+        upload_purging=build_upload_purging(maintenance.get("uploadpurging")),
+        gc=build_gc(storage.get("gc")),
     )
 
 

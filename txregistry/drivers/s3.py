@@ -59,6 +59,7 @@ from txregistry.interfaces import (
     FileInfo,
     IFileReader,
     IFileWriter,
+    IStaleWritesPurger,
     IStorageDriver,
     IStorageDriverFactory,
 )
@@ -71,7 +72,7 @@ PRESIGN_SECONDS = 20 * 60
 DELETE_BATCH = 1000
 
 
-@implementer(IStorageDriver)
+@implementer(IStorageDriver, IStaleWritesPurger)
 class S3Driver:
     """
     Stores each driver path as the object at the same key below the
@@ -272,6 +273,35 @@ class S3Driver:
         else:
             await self.complete_multipart_upload(path, upload_id, parts)
         return True
+
+    def purge_stale_writes(self, started_before: float) -> Deferred[int]:
+        """
+        See L{IStaleWritesPurger}: abort the multipart uploads below the
+        root initiated before C{started_before}, which the bucket would
+        otherwise keep (and bill) until a lifecycle rule removes them.
+        """
+
+        def purge() -> int:
+            aborted = 0
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self.parameters.root):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() >= started_before:
+                        continue
+                    try:
+                        self.client.abort_multipart_upload(
+                            Bucket=self._bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    except ClientError as error:
+                        if not is_missing(error):
+                            raise
+                        continue
+                    aborted += 1
+            return aborted
+
+        from botocore.exceptions import ClientError
+
+        return call_in_thread(self.parameters.root or "/", purge)
 
     def create_multipart_upload(self, path: str) -> Deferred[str]:
         """Start a multipart upload to C{path}; its id."""

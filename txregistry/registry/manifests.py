@@ -37,6 +37,7 @@ from txregistry.registry.manifest_formats import (
     Manifest,
     parse_manifest,
 )
+from txregistry.registry.sweep_notice import read_notice
 
 # The descriptor cache's kind for manifest revisions.
 REVISION = "revision"
@@ -203,6 +204,40 @@ class ManifestStore:
                 paths.referrer_link(self.repository, manifest.subject.digest, manifest.digest),
                 paths.link_content(manifest.digest),
             )
+        await self._check_not_swept(manifest)
+
+    async def _check_not_swept(self, manifest: Manifest) -> None:
+        """
+        Fail the push, taking back the revision just written, when a garbage
+        collection is sweeping content the manifest needs (see
+        L{txregistry.registry.sweep_notice}): checked after the revision is
+        written, so that a collection that starts later sees it.
+        """
+        notice = await read_notice(self.driver)
+        if notice is None:
+            return
+        needed = [manifest.digest, *(d.digest for d in _referenced(manifest))]
+        threatened = notice.threatens(needed)
+        if not threatened:
+            return
+        self.cache.forget(self.repository, REVISION, manifest.digest)
+        for path in (
+            paths.manifest_revision(self.repository, manifest.digest),
+            *(
+                [paths.referrer_link(self.repository, manifest.subject.digest, manifest.digest)]
+                if manifest.subject is not None
+                else []
+            ),
+        ):
+            try:
+                await self.driver.delete(path)
+            except PathNotFoundError:
+                pass
+        first, *rest = (
+            MANIFEST_BLOB_UNKNOWN(f"{digest}: garbage collection is deleting it; push it again")
+            for digest in threatened
+        )
+        raise RegistryError(first.error_code, first.detail, also=rest)
 
     async def delete(self, digest: Digest) -> Manifest:
         """
@@ -253,6 +288,14 @@ class ManifestStore:
             for manifest in found
             if manifest.subject is not None and manifest.subject.digest == subject
         ]
+
+
+def _referenced(manifest: Manifest) -> list[Descriptor]:
+    """The content a manifest needs stored: its config and layers, or its manifests."""
+    if manifest.is_index:
+        return list(manifest.manifests)
+    config = [manifest.config] if manifest.config is not None else []
+    return [*config, *(layer for layer in manifest.layers if not layer.urls)]
 
 
 class TagStore:

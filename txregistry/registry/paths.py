@@ -89,3 +89,17 @@ def referrers(name: str, subject: Digest) -> str:
 def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:
     """The record that C{referrer} has C{subject} as its subject."""
     return f"{referrers(name, subject)}/{referrer.algorithm}/{referrer.hex}/link"
+
+
+# txregistry's own state, beside Distribution's folders, which pass over it.
+TXREGISTRY = f"{ROOT}/_txregistry"
+
+
+def gc_lease() -> str:
+    """Who may collect garbage now: one collector at a time per storage."""
+    return f"{TXREGISTRY}/gc/lease"
+
+
+def gc_sweep_notice() -> str:
+    """What a collector is about to delete, for pushes to check against."""
+    return f"{TXREGISTRY}/gc/sweeping"

@@ -1,0 +1,483 @@
+# -*- test-case-name: tests.test_gc -*-
+"""
+Garbage collection: Distribution's mark and sweep
+(C{registry/storage/garbagecollect.go}), made safe to run beside registries
+that are serving.
+
+Mark: every manifest revision of every repository (with
+C{delete_untagged}, only those L{txregistry.registry.reachability} keeps),
+its config and layers, and the manifests an index lists.  Sweep: delete the
+manifests not kept, then every blob nobody marked, with the repositories'
+links to it.
+
+Safe while serving: nothing younger than C{min_age} is deleted (a blob
+whose data or any link to it was written since, a manifest revision written
+since), and the sweep follows the protocol of
+L{txregistry.registry.sweep_notice}: notice, second walk, then delete.  One
+collector at a time holds the storage's lease (L{txregistry.registry.lease}).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twisted.logger import Logger
+
+from txregistry.digest import Digest
+from txregistry.drivers.errors import PathNotFoundError
+from txregistry.interfaces import FileInfo, IStorageDriver
+from txregistry.registry import paths
+from txregistry.registry.inventory import RepositoryInventory, read_blobs, read_repositories
+from txregistry.registry.lease import StorageLease
+from txregistry.registry.parallel import DEFAULT_PARALLELISM, map_bounded
+from txregistry.registry.reachability import (
+    ManifestReferences,
+    ManifestUnreadable,
+    kept_manifests,
+    references_of,
+)
+from txregistry.registry.sweep_notice import SweepNotice, clear_notice, write_notice
+
+_log = Logger()
+
+# Distribution has none; an hour outlasts any push we know of.
+DEFAULT_MIN_AGE = 3600.0
+
+
+class CollectionError(Exception):
+    """A collection that could not be done; nothing more was deleted after it."""
+
+
+class LeaseHeld(CollectionError):
+    """Another collector holds the storage's lease: this one did nothing."""
+
+
+class Reporter(Protocol):
+    """Where a collection says what it does."""
+
+    def line(self, text: str) -> None:
+        """One line of the collection's account, as Distribution prints them."""
+
+    def progress(self, phase: str, done: int, total: int) -> None:
+        """C{done} of C{total} steps of C{phase} are done."""
+
+
+class SilentReporter:
+    """A L{Reporter} that says nothing."""
+
+    def line(self, text: str) -> None:
+        """Say nothing."""
+
+    def progress(self, phase: str, done: int, total: int) -> None:
+        """Say nothing."""
+
+
+@dataclass(frozen=True)
+class CollectionOptions:
+    """
+    How to collect.
+
+    @ivar dry_run: only say what would be deleted.
+    @ivar delete_untagged: delete manifests no tag reaches (see
+        L{txregistry.registry.reachability}).
+    @ivar min_age: seconds: nothing written more recently is deleted.
+    @ivar parallelism: storage requests in flight at once.
+    """
+
+    dry_run: bool = False
+    delete_untagged: bool = False
+    min_age: float = DEFAULT_MIN_AGE
+    parallelism: int = DEFAULT_PARALLELISM
+
+
+@dataclass
+class CollectionResult:
+    """What a collection found and did (or, dry, would do)."""
+
+    blobs_marked: int = 0
+    blobs_deleted: list[Digest] = field(default_factory=list)
+    manifests_deleted: list[tuple[str, Digest]] = field(default_factory=list)
+    links_deleted: int = 0
+    bytes_freed: int = 0
+    kept_young: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self, dry_run: bool) -> str:
+        """One line: what was marked and deleted, and the space freed."""
+        verb = "eligible for deletion" if dry_run else "deleted"
+        return (
+            f"{self.blobs_marked} blobs marked, {len(self.blobs_deleted)} blobs and "
+            f"{len(self.manifests_deleted)} manifests {verb}, "
+            f"{self.bytes_freed} bytes {'to free' if dry_run else 'freed'}"
+            + (
+                f", {self.kept_young} kept as younger than the minimum age"
+                if self.kept_young
+                else ""
+            )
+        )
+
+
+@dataclass
+class _Plan:
+    """What one walk of the repositories decides."""
+
+    inventories: list[RepositoryInventory]
+    kept: dict[str, set[Digest]]
+    marked: set[Digest]
+    # manifest revisions to delete, per repository
+    doomed: dict[str, set[Digest]]
+
+
+class GarbageCollector:
+    """
+    Collects the garbage of the storage behind C{driver}.
+
+    @param lease: the storage's collection lease; taken for the sweep (a dry
+        run takes none).
+    """
+
+    def __init__(
+        self,
+        driver: IStorageDriver,
+        options: CollectionOptions,
+        lease: StorageLease | None,
+        reporter: Reporter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.driver = driver
+        self.options = options
+        self.lease = lease
+        self.reporter: Reporter = reporter or SilentReporter()
+        self._clock = clock
+        self._references: dict[Digest, ManifestReferences | None] = {}
+        self._renewed = 0.0
+
+    async def collect(self) -> CollectionResult:
+        """
+        Mark, then sweep unless this is a dry run.
+
+        @raise CollectionError: the lease is held by another collector, a
+            manifest cannot be read, or the lease was lost while sweeping.
+        """
+        options = self.options
+        if not options.dry_run:
+            if self.lease is None:
+                raise CollectionError("a collection that deletes needs the storage's lease")
+            if not await self.lease.acquire():
+                holder = await self.lease.read()
+                raise LeaseHeld(
+                    "another collector holds the lease"
+                    + (f" ({holder.owner})" if holder is not None else "")
+                )
+            self._renewed = self._clock()
+        try:
+            return await self._collect()
+        finally:
+            if not options.dry_run:
+                assert self.lease is not None
+                await clear_notice(self.driver)
+                await self.lease.release()
+
+    async def _collect(self) -> CollectionResult:
+        options = self.options
+        result = CollectionResult()
+        started = self._clock()
+        cutoff = started - options.min_age
+        plan = await self._plan(cutoff, None, result)
+        blobs = await read_blobs(self.driver, options.parallelism)
+        young_links = _young_links(plan.inventories, cutoff)
+        candidates: dict[Digest, FileInfo] = {}
+        for digest, info in sorted(blobs.items(), key=lambda item: str(item[0])):
+            if digest in plan.marked:
+                continue
+            if info.modified > cutoff or digest in young_links:
+                result.kept_young += 1
+                continue
+            candidates[digest] = info
+        doomed_count = sum(len(digests) for digests in plan.doomed.values())
+        result.blobs_marked = len(plan.marked)
+        self.reporter.line(
+            f"\n{len(plan.marked)} blobs marked, {len(candidates)} blobs and "
+            f"{doomed_count} manifests eligible for deletion"
+        )
+        if options.dry_run:
+            for digest, info in candidates.items():
+                self.reporter.line(f"blob eligible for deletion: {digest}")
+                result.blobs_deleted.append(digest)
+                result.bytes_freed += info.size
+            result.manifests_deleted = _pairs(plan.doomed)
+            return result
+
+        await write_notice(
+            self.driver,
+            SweepNotice(
+                self.lease.owner if self.lease else "",
+                self._clock() + (self.lease.duration if self.lease else 600.0),
+                frozenset(candidates),
+            ),
+        )
+        # The second walk: anything written since the first one stays.
+        final = await self._plan(cutoff, plan, result)
+        young_links |= _changed_links(plan.inventories, final.inventories)
+        for digest in list(candidates):
+            if digest in final.marked or digest in young_links:
+                del candidates[digest]
+                result.kept_young += 1
+        await self._delete_manifests(final, result)
+        await self._delete_blobs(candidates, final.inventories, cutoff, result)
+        await self._delete_dangling(final.inventories, set(blobs) - set(candidates), cutoff, result)
+        return result
+
+    # -- marking ---------------------------------------------------------------------
+
+    async def _plan(self, cutoff: float, previous: _Plan | None, result: CollectionResult) -> _Plan:
+        """
+        Walk every repository and decide what stays.  On the second walk
+        (C{previous} given), whatever was kept stays kept, and so does every
+        revision written since the first.
+        """
+        inventories = await read_repositories(self.driver, self.options.parallelism)
+        wanted = {digest for inventory in inventories for digest in inventory.revisions}
+        await self._read_references(wanted - set(self._references), result)
+        plan = _Plan(inventories, {}, set(), {})
+        earlier = _revision_times(previous)
+        for inventory in inventories:
+            before = None if earlier is None else earlier.get(inventory.name, {})
+            roots: set[Digest] = set()
+            for digest, link in inventory.revisions.items():
+                written_since = before is not None and (
+                    digest not in before or before[digest] != link.modified
+                )
+                if not self.options.delete_untagged or link.modified > cutoff or written_since:
+                    roots.add(digest)
+            if self.options.delete_untagged:
+                roots |= inventory.tagged()
+            if previous is not None:
+                roots |= previous.kept.get(inventory.name, set())
+            kept = kept_manifests(inventory.revisions, roots, self._known_references())
+            plan.kept[inventory.name] = kept
+            doomed = set(inventory.revisions) - kept
+            if doomed:
+                plan.doomed[inventory.name] = doomed
+            if previous is None:
+                self._report_marks(inventory, kept)
+            for digest in kept:
+                plan.marked.add(digest)
+                found = self._references.get(digest)
+                if found is not None:
+                    plan.marked.update(found.blobs)
+        return plan
+
+    def _known_references(self) -> dict[Digest, ManifestReferences]:
+        return {d: r for d, r in self._references.items() if r is not None}
+
+    def _report_marks(self, inventory: RepositoryInventory, kept: set[Digest]) -> None:
+        say = self.reporter.line
+        say(inventory.name)
+        for digest in sorted(inventory.revisions, key=str):
+            if digest not in kept:
+                say(f"manifest eligible for deletion: {digest}")
+                continue
+            say(f"{inventory.name}: marking manifest {digest} ")
+            found = self._references.get(digest)
+            for blob in found.blobs if found is not None else ():
+                say(f"{inventory.name}: marking blob {blob}")
+
+    async def _read_references(self, digests: set[Digest], result: CollectionResult) -> None:
+        """Read what each manifest of C{digests} references, several at once."""
+        total = len(digests)
+        done = 0
+
+        async def read(digest: Digest) -> None:
+            nonlocal done
+            try:
+                content = await self.driver.get_content(paths.blob_data(digest))
+            except PathNotFoundError:
+                # Its bytes are gone: there is nothing of it to keep.
+                self._references[digest] = None
+                result.warnings.append(f"manifest {digest} has no content; skipped")
+                return
+            try:
+                self._references[digest] = references_of(content)
+            except ManifestUnreadable as error:
+                raise CollectionError(
+                    f"manifest {digest} cannot be read ({error}): what it references is "
+                    "unknown, so nothing is deleted; see txregistry check"
+                ) from None
+            done += 1
+            self.reporter.progress("reading manifests", done, total)
+
+        await map_bounded(read, sorted(digests, key=str), self.options.parallelism)
+
+    # -- sweeping --------------------------------------------------------------------
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease every minute; stop the sweep if another holder took it."""
+        if self.lease is None or self._clock() - self._renewed < 60:
+            return
+        self._renewed = self._clock()
+        if not await self.lease.renew():
+            raise CollectionError("the collection lease was lost; the sweep stopped")
+
+    async def _delete_manifests(self, plan: _Plan, result: CollectionResult) -> None:
+        by_name = {inventory.name: inventory for inventory in plan.inventories}
+        for name, digest in _pairs(plan.doomed):
+            inventory = by_name[name]
+            await self._keep_lease()
+            try:
+                info = await self.driver.stat(paths.manifest_revision_link(name, digest))
+            except PathNotFoundError:
+                continue  # deleted meanwhile
+            if info.modified != inventory.revisions[digest].modified:
+                result.kept_young += 1
+                continue  # pushed again since the walk
+            for link in inventory.tag_history.get(digest, []):
+                await self._delete(link.path.rsplit("/", 1)[0], result)
+            for _subject, link in inventory.referrers:
+                if link.digest == digest:
+                    await self._delete(link.path.rsplit("/", 1)[0], result)
+            self.reporter.line(f"deleting manifest: {paths.manifest_revision(name, digest)}")
+            await self._delete(paths.manifest_revision(name, digest), result, counted=False)
+            result.manifests_deleted.append((name, digest))
+
+    async def _delete_blobs(
+        self,
+        candidates: dict[Digest, FileInfo],
+        inventories: list[RepositoryInventory],
+        cutoff: float,
+        result: CollectionResult,
+    ) -> None:
+        links: dict[Digest, list[str]] = {}
+        for inventory in inventories:
+            for digest, link in inventory.layers.items():
+                links.setdefault(digest, []).append(link.path.rsplit("/", 1)[0])
+        total = len(candidates)
+        done = 0
+
+        async def delete(digest: Digest) -> None:
+            nonlocal done
+            await self._keep_lease()
+            self.reporter.line(f"blob eligible for deletion: {digest}")
+            data = paths.blob_data(digest)
+            try:
+                info = await self.driver.stat(data)
+            except PathNotFoundError:
+                return
+            if info.modified > cutoff:
+                result.kept_young += 1
+                return  # uploaded again since the walk
+            for link_folder in links.get(digest, []):
+                await self._delete(link_folder, result)
+            self.reporter.line(f"Deleting blob: {data.rsplit('/', 1)[0]}")
+            await self._delete(data.rsplit("/", 1)[0], result, counted=False)
+            result.blobs_deleted.append(digest)
+            result.bytes_freed += info.size
+            done += 1
+            self.reporter.progress("deleting blobs", done, total)
+
+        await map_bounded(delete, list(candidates), self.options.parallelism)
+
+    async def _delete_dangling(
+        self,
+        inventories: list[RepositoryInventory],
+        stored: set[Digest],
+        cutoff: float,
+        result: CollectionResult,
+    ) -> None:
+        """
+        Remove the links that lead nowhere: layer links to blobs that are
+        not stored, and referrers entries whose manifest is gone.
+        """
+        for inventory in inventories:
+            for digest, link in sorted(inventory.layers.items(), key=lambda item: str(item[0])):
+                if digest not in stored and link.modified <= cutoff:
+                    if not await self._exists(paths.blob_data(digest)):
+                        await self._delete(link.path.rsplit("/", 1)[0], result)
+            for _subject, link in inventory.referrers:
+                if link.digest not in inventory.revisions and link.modified <= cutoff:
+                    revision = paths.manifest_revision_link(inventory.name, link.digest)
+                    if not await self._exists(revision):
+                        await self._delete(link.path.rsplit("/", 1)[0], result)
+
+    async def _exists(self, path: str) -> bool:
+        try:
+            await self.driver.stat(path)
+        except PathNotFoundError:
+            return False
+        return True
+
+    async def _delete(self, path: str, result: CollectionResult, counted: bool = True) -> None:
+        try:
+            await self.driver.delete(path)
+        except PathNotFoundError:
+            return
+        if counted:
+            result.links_deleted += 1
+
+
+def _pairs(doomed: dict[str, set[Digest]]) -> list[tuple[str, Digest]]:
+    return [(name, digest) for name in doomed for digest in sorted(doomed[name], key=str)]
+
+
+def _revision_times(plan: _Plan | None) -> dict[str, dict[Digest, float]] | None:
+    """When each revision of each repository was written, as a walk found it."""
+    if plan is None:
+        return None
+    return {
+        inventory.name: {digest: link.modified for digest, link in inventory.revisions.items()}
+        for inventory in plan.inventories
+    }
+
+
+def _young_links(inventories: Iterable[RepositoryInventory], cutoff: float) -> set[Digest]:
+    """The blobs some repository linked more recently than C{cutoff}."""
+    return {
+        digest
+        for inventory in inventories
+        for digest, link in inventory.layers.items()
+        if link.modified > cutoff
+    }
+
+
+def _changed_links(
+    first: Iterable[RepositoryInventory], second: Iterable[RepositoryInventory]
+) -> set[Digest]:
+    """The blobs linked, or linked again, between two walks."""
+    before = {
+        (inventory.name, digest): link.modified
+        for inventory in first
+        for digest, link in inventory.layers.items()
+    }
+    return {
+        digest
+        for inventory in second
+        for digest, link in inventory.layers.items()
+        if before.get((inventory.name, digest)) != link.modified
+    }
+
+
+def scheduled_collection(
+    driver: IStorageDriver, options: CollectionOptions, reactor: Any
+) -> Callable[[], Awaitable[str]]:
+    """
+    The job of C{storage.gc}: one collection, taking turns with the other
+    processes sharing the storage; says what it did.
+
+    @raise CollectionError: when a collection fails (not when another
+        process collects now).
+    """
+
+    async def collect() -> str:
+        lease = StorageLease(driver, paths.gc_lease(), reactor)
+        try:
+            result = await GarbageCollector(driver, options, lease).collect()
+        except LeaseHeld as error:
+            return f"skipped: {error}"
+        for warning in result.warnings:
+            _log.warn("garbage collection: {warning}", warning=warning)
+        return result.summary(options.dry_run)
+
+    return collect

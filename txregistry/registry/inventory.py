@@ -1,0 +1,187 @@
+# -*- test-case-name: tests.test_gc -*-
+"""
+What storage holds, read in one pass for garbage collection and checking:
+each repository's manifest revisions, tags, tag histories, layer links and
+referrers entries, with the modification time of every link, and every blob
+of the registry-wide store.  Paths are Distribution's (see
+L{txregistry.registry.paths}); anything else found among them is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from txregistry.digest import Digest
+from txregistry.drivers.errors import PathNotFoundError
+from txregistry.errors import RegistryError
+from txregistry.interfaces import FileInfo, IStorageDriver
+from txregistry.registry import catalog, paths
+from txregistry.registry.parallel import DEFAULT_PARALLELISM, map_bounded
+
+BLOBS = f"{paths.ROOT}/blobs"
+
+
+@dataclass(frozen=True)
+class Link:
+    """
+    One link file: the digest its path names, the path, and when it was
+    last written (storage's clock; 0 where the driver keeps no times).
+    """
+
+    digest: Digest
+    path: str
+    modified: float
+
+
+@dataclass
+class RepositoryInventory:
+    """
+    What one repository holds.
+
+    @ivar revisions: its manifests, by digest.
+    @ivar layers: the blobs linked into it, by digest.
+    @ivar tags: the path of each tag's C{current/link} (read by L{read_tags}).
+    @ivar current: each tag's manifest, once L{read_tags} has read them; a
+        tag whose link does not hold a digest is missing here.
+    @ivar tag_history: the C{index} entries of the tags: which tags have
+        pointed at a manifest (Distribution's C{tags/<tag>/index}).
+    @ivar referrers: the referrers index: (subject, referrer link).
+    """
+
+    name: str
+    revisions: dict[Digest, Link] = field(default_factory=dict)
+    layers: dict[Digest, Link] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    current: dict[str, Digest] = field(default_factory=dict)
+    tag_history: dict[Digest, list[Link]] = field(default_factory=dict)
+    referrers: list[tuple[Digest, Link]] = field(default_factory=list)
+
+    def tagged(self) -> set[Digest]:
+        """The manifests some tag points at now."""
+        return set(self.current.values())
+
+
+def _digest(algorithm: str, hex_part: str) -> Digest | None:
+    try:
+        return Digest.parse(f"{algorithm}:{hex_part}")
+    except RegistryError:
+        return None
+
+
+def _record(inventory: RepositoryInventory, parts: list[str], info: FileInfo) -> None:
+    """File the link at C{parts} (the path below the repository) in C{inventory}."""
+    match parts:
+        case ["_layers", algorithm, hex_part, "link"]:
+            digest = _digest(algorithm, hex_part)
+            if digest is not None:
+                inventory.layers[digest] = Link(digest, info.path, info.modified)
+        case ["_manifests", "revisions", algorithm, hex_part, "link"]:
+            digest = _digest(algorithm, hex_part)
+            if digest is not None:
+                inventory.revisions[digest] = Link(digest, info.path, info.modified)
+        case ["_manifests", "tags", tag, "current", "link"]:
+            # The digest is the link's content, read later.
+            inventory.tags[tag] = info.path
+        case ["_manifests", "tags", _tag, "index", algorithm, hex_part, "link"]:
+            digest = _digest(algorithm, hex_part)
+            if digest is not None:
+                link = Link(digest, info.path, info.modified)
+                inventory.tag_history.setdefault(digest, []).append(link)
+        case ["_manifests", "referrers", s_algorithm, s_hex, r_algorithm, r_hex, "link"]:
+            subject = _digest(s_algorithm, s_hex)
+            referrer = _digest(r_algorithm, r_hex)
+            if subject is not None and referrer is not None:
+                inventory.referrers.append((subject, Link(referrer, info.path, info.modified)))
+
+
+async def read_repository(driver: IStorageDriver, name: str) -> RepositoryInventory:
+    """
+    The inventory of repository C{name}, tags not yet read; uploads in
+    progress are not walked.
+    """
+    inventory = RepositoryInventory(name)
+    root = paths.repository(name)
+
+    def visit(info: FileInfo) -> bool:
+        parts = info.path[len(root) + 1 :].split("/")
+        if info.is_dir:
+            # Uploads are the purger's; a nested repository is walked as
+            # a repository of its own.
+            return parts[0] in ("_layers", "_manifests")
+        _record(inventory, parts, info)
+        return True
+
+    for child in ("_layers", "_manifests"):
+        try:
+            await driver.walk(f"{root}/{child}", visit)
+        except PathNotFoundError:
+            continue
+    return inventory
+
+
+async def read_tags(
+    driver: IStorageDriver, inventory: RepositoryInventory, limit: int = DEFAULT_PARALLELISM
+) -> None:
+    """Read where each tag of C{inventory} points (L{RepositoryInventory.current})."""
+
+    async def read(tag: str) -> tuple[str, Digest | None]:
+        try:
+            content = await driver.get_content(inventory.tags[tag])
+            return tag, Digest.parse(content.decode("ascii", "replace").strip())
+        except (PathNotFoundError, RegistryError):
+            return tag, None  # untagged meanwhile, or not a digest
+
+    for tag, digest in await map_bounded(read, sorted(inventory.tags), limit):
+        if digest is not None:
+            inventory.current[tag] = digest
+
+
+async def read_repositories(
+    driver: IStorageDriver, limit: int = DEFAULT_PARALLELISM
+) -> list[RepositoryInventory]:
+    """Every repository's inventory, tags read, in catalog order, several walked at once."""
+
+    async def read(name: str) -> RepositoryInventory:
+        inventory = await read_repository(driver, name)
+        await read_tags(driver, inventory, limit)
+        return inventory
+
+    return await map_bounded(read, await catalog.repositories(driver), limit)
+
+
+async def read_blobs(
+    driver: IStorageDriver, limit: int = DEFAULT_PARALLELISM
+) -> dict[Digest, FileInfo]:
+    """
+    Every blob of the registry-wide store, with its C{data} file's size and
+    time, by digest.  The 256 two-digit folders of each algorithm are
+    walked several at once.
+    """
+    found: dict[Digest, FileInfo] = {}
+
+    def visit(info: FileInfo) -> bool:
+        parts = info.path[len(BLOBS) + 1 :].split("/")
+        if not info.is_dir and len(parts) == 4 and parts[3] == "data":
+            digest = _digest(parts[0], parts[2])
+            if digest is not None and digest.hex.startswith(parts[1]):
+                found[digest] = info
+        return info.is_dir and len(parts) <= 3
+
+    async def walk(folder: str) -> None:
+        try:
+            await driver.walk(folder, visit)
+        except PathNotFoundError:
+            pass  # removed meanwhile
+
+    try:
+        algorithms = await driver.list(BLOBS)
+    except PathNotFoundError:
+        return found
+    folders: list[str] = []
+    for algorithm in algorithms:
+        try:
+            folders.extend(await driver.list(algorithm))
+        except PathNotFoundError:
+            continue
+    await map_bounded(walk, folders, limit)
+    return found
