@@ -228,7 +228,7 @@ class GarbageCollector:
                 result.kept_young += 1
         await self._delete_manifests(final, result)
         await self._delete_blobs(candidates, final.inventories, cutoff, result)
-        await self._delete_dangling(final.inventories, set(blobs) - set(candidates), cutoff, result)
+        await self._delete_dangling(final.inventories, set(blobs), cutoff, result)
         return result
 
     # -- marking ---------------------------------------------------------------------
@@ -257,7 +257,7 @@ class GarbageCollector:
                 roots |= inventory.tagged()
             if previous is not None:
                 roots |= previous.kept.get(inventory.name, set())
-            kept = kept_manifests(inventory.revisions, roots, self._known_references())
+            kept = kept_manifests(inventory.revisions, roots, self._references)
             plan.kept[inventory.name] = kept
             doomed = set(inventory.revisions) - kept
             if doomed:
@@ -270,9 +270,6 @@ class GarbageCollector:
                 if found is not None:
                     plan.marked.update(found.blobs)
         return plan
-
-    def _known_references(self) -> dict[Digest, ManifestReferences]:
-        return {d: r for d, r in self._references.items() if r is not None}
 
     def _report_marks(self, inventory: RepositoryInventory, kept: set[Digest]) -> None:
         say = self.reporter.line
@@ -324,16 +321,18 @@ class GarbageCollector:
 
     async def _delete_manifests(self, plan: _Plan, result: CollectionResult) -> None:
         by_name = {inventory.name: inventory for inventory in plan.inventories}
-        for name, digest in _pairs(plan.doomed):
+
+        async def delete(doomed: tuple[str, Digest]) -> None:
+            name, digest = doomed
             inventory = by_name[name]
             await self._keep_lease()
             try:
                 info = await self.driver.stat(paths.manifest_revision_link(name, digest))
             except PathNotFoundError:
-                continue  # deleted meanwhile
+                return  # deleted meanwhile
             if info.modified != inventory.revisions[digest].modified:
                 result.kept_young += 1
-                continue  # pushed again since the walk
+                return  # pushed again since the walk
             for link in inventory.tag_history.get(digest, []):
                 await self._delete(link.path.rsplit("/", 1)[0], result)
             for _subject, link in inventory.referrers:
@@ -342,6 +341,9 @@ class GarbageCollector:
             self.reporter.line(f"deleting manifest: {paths.manifest_revision(name, digest)}")
             await self._delete(paths.manifest_revision(name, digest), result, counted=False)
             result.manifests_deleted.append((name, digest))
+
+        await map_bounded(delete, _pairs(plan.doomed), self.options.parallelism)
+        result.manifests_deleted.sort(key=lambda pair: (pair[0], str(pair[1])))
 
     async def _delete_blobs(
         self,
@@ -388,19 +390,27 @@ class GarbageCollector:
         result: CollectionResult,
     ) -> None:
         """
-        Remove the links that lead nowhere: layer links to blobs that are
-        not stored, and referrers entries whose manifest is gone.
+        Remove the links that lead nowhere: layer links to blobs that were
+        not stored (deleted by Distribution's collector, say), and referrers
+        entries whose manifest is gone.  Each is confirmed first, as a push
+        may have written it since the walk.
         """
+        dangling: list[tuple[str, str]] = []  # (link folder, what must be missing)
         for inventory in inventories:
-            for digest, link in sorted(inventory.layers.items(), key=lambda item: str(item[0])):
+            for digest, link in inventory.layers.items():
                 if digest not in stored and link.modified <= cutoff:
-                    if not await self._exists(paths.blob_data(digest)):
-                        await self._delete(link.path.rsplit("/", 1)[0], result)
+                    dangling.append((link.path.rsplit("/", 1)[0], paths.blob_data(digest)))
             for _subject, link in inventory.referrers:
                 if link.digest not in inventory.revisions and link.modified <= cutoff:
                     revision = paths.manifest_revision_link(inventory.name, link.digest)
-                    if not await self._exists(revision):
-                        await self._delete(link.path.rsplit("/", 1)[0], result)
+                    dangling.append((link.path.rsplit("/", 1)[0], revision))
+
+        async def remove(entry: tuple[str, str]) -> None:
+            folder, target = entry
+            if not await self._exists(target):
+                await self._delete(folder, result)
+
+        await map_bounded(remove, sorted(dangling), self.options.parallelism)
 
     async def _exists(self, path: str) -> bool:
         try:

@@ -93,7 +93,7 @@ def references_of(content: bytes) -> ManifestReferences:
 def kept_manifests(
     revisions: Iterable[Digest],
     roots: Iterable[Digest],
-    references: Mapping[Digest, ManifestReferences],
+    references: Mapping[Digest, ManifestReferences | None],
 ) -> set[Digest]:
     """
     The manifests of one repository that stay: C{roots} (those of
@@ -101,7 +101,7 @@ def kept_manifests(
     a kept index lists and the manifests whose subject is kept.
 
     @param references: what each revision references; a revision missing
-        here (its bytes are gone) keeps nothing else.
+        here, or L{None} here (its bytes are gone), keeps nothing else.
     """
     present = set(revisions)
     by_subject: dict[Digest, list[Digest]] = {}
