@@ -416,8 +416,12 @@ class SweepSafetyTests(TestCase):
         pushed.append(await self.content.image("app", "during", tag="latest", reuse=[layer]))
         await put(path, content)
 
-    async def test_blob_written_again_during_sweep(self) -> None:
-        """A blob whose data is written again after the walks is not deleted."""
+    async def test_blob_linked_again_during_sweep(self) -> None:
+        """
+        A blob uploaded again while the collector sweeps (an upload of a
+        stored blob only links it) is not deleted: the second walk sees the
+        new link.
+        """
         c = self.content
         layer = await c.blob("app", b"again")
         original = self.driver.put_content
@@ -425,12 +429,13 @@ class SweepSafetyTests(TestCase):
         def put_content(path: str, content: bytes) -> Deferred[None]:
             written = original(path, content)
             if path == paths.gc_sweep_notice():
-                original(paths.blob_data(layer), b"again")
+                original(paths.layer_link("other", layer), paths.link_content(layer))
             return written
 
         self.patch(self.driver, "put_content", put_content)
         result = await collect(self.driver)
         self.assertTrue(await c.stored(layer))
+        self.assertTrue(await c.linked("other", layer))
         self.assertEqual(result.blobs_deleted, [])
         self.assertEqual(result.kept_young, 1)
 

@@ -230,3 +230,18 @@ def test_progress_on_a_terminal() -> None:
     reporter.progress("x", 1, 1)
     reporter.line("nothing")
     assert quiet_errors.getvalue() == ""
+
+
+def test_serve(tmp_path: Path) -> None:
+    """C{txregistry serve CONFIG}, as Distribution's C{registry serve}, starts the server."""
+    from txregistry.testing.client import request
+    from txregistry.testing.process import RegistryProcess, base_config
+
+    class Served(RegistryProcess):
+        def command(self, config_path: Path | None) -> list[str]:
+            return [sys.executable, "-m", "txregistry", "serve", str(config_path)]
+
+    with Served(tmp_path, base_config(tmp_path / "root")) as served:
+        response = request("GET", f"{served.url}/v2/")
+        assert (response.status, response.body) == (200, b"{}")
+    assert "Traceback" not in served.output()

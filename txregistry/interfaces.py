@@ -233,6 +233,26 @@ class IStorageDriver(Interface):
         """
 
 
+class IBatchDeleter(Interface):
+    """
+    Optional, for a L{IStorageDriver} that deletes many paths at a lower
+    cost than one L{IStorageDriver.delete} each (one trip to a thread, one
+    request for many keys).  Garbage collection deletes through it;
+    L{txregistry.drivers.base.delete_many} falls back to one delete after
+    another for drivers without it.
+    """
+
+    def delete_many(paths: Sequence[str]) -> Deferred[list[str]]:
+        """
+        Delete each of C{paths} as L{IStorageDriver.delete} would (a file, or
+        a directory and everything below it); a path where nothing is stored
+        is not an error.
+
+        @return: fires with the paths that were deleted (those where
+            something was stored), in the order given.
+        """
+
+
 class IStaleWritesPurger(Interface):
     """
     Optional, for a L{IStorageDriver} whose backend keeps unfinished writes

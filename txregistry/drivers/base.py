@@ -7,17 +7,24 @@ operations only (Distribution's ``driver/base``).
 
 from __future__ import annotations
 
+import builtins
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 from zope.interface import implementer
 
-from txregistry.drivers.errors import InvalidOffsetError, InvalidPathError
-from txregistry.interfaces import FileInfo, IFileReader, IFileWriter, IStorageDriver
+from txregistry.drivers.errors import InvalidOffsetError, InvalidPathError, PathNotFoundError
+from txregistry.interfaces import (
+    FileInfo,
+    IBatchDeleter,
+    IFileReader,
+    IFileWriter,
+    IStorageDriver,
+)
 
 _COMPONENT = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 
@@ -64,7 +71,30 @@ class DriverMetrics:
             stats.failures += 1
 
 
-@implementer(IStorageDriver)
+def delete_many(driver: IStorageDriver, paths: Sequence[str]) -> Deferred[list[str]]:
+    """
+    Delete C{paths} through C{driver}: all at once where it provides
+    L{IBatchDeleter}, else one after another.  See
+    L{IBatchDeleter.delete_many}.
+    """
+    if IBatchDeleter.providedBy(driver):
+        deleted: Deferred[list[str]] = driver.delete_many(paths)
+        return deleted
+
+    async def one_by_one() -> list[str]:
+        deleted = []
+        for path in paths:
+            try:
+                await driver.delete(path)
+            except PathNotFoundError:
+                continue
+            deleted.append(path)
+        return deleted
+
+    return ensureDeferred(one_by_one())
+
+
+@implementer(IStorageDriver, IBatchDeleter)
 class ValidatingDriver:
     """
     An L{IStorageDriver} that checks every path, then delegates to C{driver}
@@ -136,6 +166,16 @@ class ValidatingDriver:
     def delete(self, path: str) -> Deferred[None]:
         """See L{IStorageDriver.delete}."""
         return self._call("delete", lambda: _checked(path, self.driver.delete, root=True))
+
+    def delete_many(self, paths: Sequence[str]) -> Deferred[builtins.list[str]]:
+        """See L{IBatchDeleter.delete_many}: the driver's own, or one delete after another."""
+
+        def start() -> Deferred[builtins.list[str]]:
+            for path in paths:
+                check_path(path)
+            return delete_many(self.driver, paths)
+
+        return self._call("delete_many", start)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}."""

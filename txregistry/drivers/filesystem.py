@@ -7,11 +7,13 @@ data.  Every blocking call runs in the reactor's thread pool.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -21,6 +23,7 @@ from txregistry.config import ConfigError, check_parameters
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.interfaces import (
     FileInfo,
+    IBatchDeleter,
     IFileReader,
     IFileWriter,
     ILocalFileReader,
@@ -35,6 +38,24 @@ DEFAULT_ROOT = "/var/lib/registry"
 # Atomic put_content writes a temporary file here, then renames it into place.
 # "~" is not legal in a driver path, so no driver path can name this folder.
 _TEMPORARY_FOLDER = "~tmp"
+# How many entries one trip to the thread pool reads while walking.
+_WALK_READ_AHEAD = 2048
+
+
+def _remove_tree(folder: str) -> None:
+    """
+    Remove C{folder} and everything below it, never following a symbolic
+    link; fewer system calls than C{shutil.rmtree} for the small folders
+    of the layout (a blob's, a link's), which garbage collection removes by
+    the thousand.
+    """
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+    os.rmdir(folder)
 
 
 def _in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
@@ -120,7 +141,7 @@ class FilesystemWriter:
         return in_thread(close_and_remove)
 
 
-@implementer(IStorageDriver)
+@implementer(IStorageDriver, IBatchDeleter)
 class FilesystemDriver:
     """
     Stores each driver path as a file under C{root}.
@@ -235,25 +256,39 @@ class FilesystemDriver:
 
         return _in_thread(source, move)
 
+    def _delete_now(self, path: str) -> None:
+        full = self._full(path)
+        if os.path.isdir(full) and not os.path.islink(full):
+            if path == "/":
+                for entry in os.listdir(full):
+                    child = os.path.join(full, entry)
+                    if os.path.isdir(child):
+                        shutil.rmtree(child)
+                    else:
+                        os.unlink(child)
+            else:
+                _remove_tree(full)
+        else:
+            os.unlink(full)
+
     def delete(self, path: str) -> Deferred[None]:
         """See L{IStorageDriver.delete}."""
+        return _in_thread(path, lambda: self._delete_now(path))
 
-        def delete() -> None:
-            full = self._full(path)
-            if os.path.isdir(full) and not os.path.islink(full):
-                if path == "/":
-                    for entry in os.listdir(full):
-                        child = os.path.join(full, entry)
-                        if os.path.isdir(child):
-                            shutil.rmtree(child)
-                        else:
-                            os.unlink(child)
-                else:
-                    shutil.rmtree(full)
-            else:
-                os.unlink(full)
+    def delete_many(self, paths: Sequence[str]) -> Deferred[builtins.list[str]]:
+        """See L{IBatchDeleter.delete_many}: all in one trip to the thread pool."""
 
-        return _in_thread(path, delete)
+        def delete_all() -> list[str]:
+            deleted = []
+            for path in paths:
+                try:
+                    self._delete_now(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                deleted.append(path)
+            return deleted
+
+        return in_thread(delete_all)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}: files are served by the registry."""
@@ -280,10 +315,41 @@ class FilesystemDriver:
                 )
             return infos
 
+        def read_ahead(folder: str) -> dict[str, list[FileInfo]]:
+            # The folder's entries and, breadth first, those of the folders
+            # below it, up to a budget: one trip to the thread pool serves
+            # many folders of a deep tree (a blob store, a repository).
+            listings = {folder: entries_below(folder)}
+            read = len(listings[folder])
+            pending = deque(info.path for info in listings[folder] if info.is_dir)
+            while pending and read < _WALK_READ_AHEAD:
+                below = pending.popleft()
+                try:
+                    entries = entries_below(below)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # gone meanwhile: reading it when visited says so
+                listings[below] = entries
+                read += len(entries)
+                pending.extend(info.path for info in entries if info.is_dir)
+            return listings
+
+        listings: dict[str, list[FileInfo]] = {}
+
+        def forget(folder: str) -> None:
+            for info in listings.pop(folder, ()):
+                if info.is_dir:
+                    forget(info.path)
+
         async def walk_from(folder: str) -> None:
-            for info in await _in_thread(folder, lambda: entries_below(folder)):
+            entries = listings.pop(folder, None)
+            if entries is None:
+                listings.update(await _in_thread(folder, lambda: read_ahead(folder)))
+                entries = listings.pop(folder)
+            for info in entries:
                 if visit(info) is not False and info.is_dir:
                     await walk_from(info.path)
+                elif info.is_dir:
+                    forget(info.path)  # pruned: what was read ahead below it
 
         return ensureDeferred(walk_from(path))
 

@@ -6,8 +6,9 @@ throwaway registries.  Everything it stores is lost with the process.
 
 from __future__ import annotations
 
+import builtins
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -17,6 +18,7 @@ from txregistry.config import check_parameters
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.interfaces import (
     FileInfo,
+    IBatchDeleter,
     IFileReader,
     IFileWriter,
     IStorageDriver,
@@ -81,7 +83,7 @@ class InMemoryWriter:
         return succeed(None)
 
 
-@implementer(IStorageDriver)
+@implementer(IStorageDriver, IBatchDeleter)
 class InMemoryDriver:
     """Keeps every file in a dictionary keyed by path."""
 
@@ -152,15 +154,22 @@ class InMemoryDriver:
         self._files[dest] = file
         return succeed(None)
 
-    def delete(self, path: str) -> Deferred[None]:
-        """See L{IStorageDriver.delete}."""
+    def _delete_now(self, path: str) -> bool:
         prefix = "/" if path == "/" else path + "/"
         doomed = [key for key in self._files if key == path or key.startswith(prefix)]
-        if not doomed:
-            return fail(PathNotFoundError(path))
         for key in doomed:
             del self._files[key]
+        return bool(doomed)
+
+    def delete(self, path: str) -> Deferred[None]:
+        """See L{IStorageDriver.delete}."""
+        if not self._delete_now(path):
+            return fail(PathNotFoundError(path))
         return succeed(None)
+
+    def delete_many(self, paths: Sequence[str]) -> Deferred[builtins.list[str]]:
+        """See L{IBatchDeleter.delete_many}."""
+        return succeed([path for path in paths if self._delete_now(path)])
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}: never offers one."""

@@ -27,7 +27,8 @@ between two requests), that upload is completed and continued.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import builtins
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from itertools import pairwise
 from typing import Any, TypeVar
@@ -57,6 +58,7 @@ from txregistry.drivers.s3_parameters import (
 )
 from txregistry.interfaces import (
     FileInfo,
+    IBatchDeleter,
     IFileReader,
     IFileWriter,
     IStaleWritesPurger,
@@ -72,7 +74,7 @@ PRESIGN_SECONDS = 20 * 60
 DELETE_BATCH = 1000
 
 
-@implementer(IStorageDriver, IStaleWritesPurger)
+@implementer(IStorageDriver, IBatchDeleter, IStaleWritesPurger)
 class S3Driver:
     """
     Stores each driver path as the object at the same key below the
@@ -433,43 +435,69 @@ class S3Driver:
             await self.abort_multipart_upload(dest, upload_id)
             raise
 
+    def _keys_of(self, path: str) -> builtins.list[str]:
+        """The keys a delete of C{path} removes: the object and every key below (blocking)."""
+        from botocore.exceptions import ClientError
+
+        keys: builtins.list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix(path)):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        if path != "/":
+            try:
+                self.client.head_object(Bucket=self._bucket, Key=self.key(path))
+            except ClientError as error:
+                if not is_missing(error):
+                    raise
+            else:
+                keys.insert(0, self.key(path))
+        return keys
+
+    def _delete_keys(self, keys: builtins.list[str], path: str) -> None:
+        """Delete C{keys}, a batch per request (blocking)."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            answer = self.client.delete_objects(
+                Bucket=self._bucket,
+                Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+            )
+            if answer.get("Errors"):
+                failed = answer["Errors"][0]
+                raise StorageUnavailableError(
+                    f"{path}: could not delete {failed.get('Key')}: {failed.get('Code')}"
+                )
+
     def delete(self, path: str) -> Deferred[None]:
         """See L{IStorageDriver.delete}: the object and every key below the path."""
 
-        from botocore.exceptions import ClientError
-
         def delete() -> None:
-            keys = [] if path == "/" else [self.key(path)]
-            found = False
-            paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix(path)):
-                keys.extend(item["Key"] for item in page.get("Contents", []))
-            if path != "/":
-                try:
-                    self.client.head_object(Bucket=self._bucket, Key=self.key(path))
-                    found = True
-                except ClientError as error:
-                    if not is_missing(error):
-                        raise
-                    keys.pop(0)
-            found = found or bool(keys)
-            if not found:
+            keys = self._keys_of(path)
+            if not keys:
                 if path == "/":
                     return
                 raise PathNotFoundError(path)
-            for start in range(0, len(keys), DELETE_BATCH):
-                batch = keys[start : start + DELETE_BATCH]
-                answer = self.client.delete_objects(
-                    Bucket=self._bucket,
-                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
-                )
-                if answer.get("Errors"):
-                    failed = answer["Errors"][0]
-                    raise StorageUnavailableError(
-                        f"{path}: could not delete {failed.get('Key')}: {failed.get('Code')}"
-                    )
+            self._delete_keys(keys, path)
 
         return call_in_thread(path, delete)
+
+    def delete_many(self, paths: Sequence[str]) -> Deferred[builtins.list[str]]:
+        """
+        See L{IBatchDeleter.delete_many}: the keys of every path found, then
+        deleted a thousand a request.
+        """
+
+        def delete_all() -> builtins.list[str]:
+            keys: builtins.list[str] = []
+            deleted = []
+            for path in paths:
+                found = self._keys_of(path)
+                if found:
+                    keys.extend(found)
+                    deleted.append(path)
+            self._delete_keys(keys, paths[0] if paths else "/")
+            return deleted
+
+        return call_in_thread(paths[0] if paths else "/", delete_all)
 
     # -- redirects -------------------------------------------------------------
 

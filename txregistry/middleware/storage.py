@@ -7,14 +7,17 @@ C{applyStorageMiddleware}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import builtins
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, MiddlewareEntry
+from txregistry.drivers.base import delete_many
 from txregistry.interfaces import (
     FileInfo,
+    IBatchDeleter,
     IFileReader,
     IFileWriter,
     IStorageDriver,
@@ -22,7 +25,7 @@ from txregistry.interfaces import (
 )
 
 
-@implementer(IStorageDriver)
+@implementer(IStorageDriver, IBatchDeleter)
 class DelegatingDriver:
     """
     An L{IStorageDriver} that passes every call to C{driver}: a middleware
@@ -71,6 +74,13 @@ class DelegatingDriver:
     def delete(self, path: str) -> Deferred[None]:
         """See L{IStorageDriver.delete}."""
         return self.driver.delete(path)
+
+    def delete_many(self, paths: Sequence[str]) -> Deferred[builtins.list[str]]:
+        """
+        See L{IBatchDeleter.delete_many}: the wrapped driver's.  A middleware
+        that changes L{delete} changes this too.
+        """
+        return delete_many(self.driver, paths)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}."""

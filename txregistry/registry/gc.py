@@ -24,13 +24,21 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from txregistry.digest import Digest
+from txregistry.drivers.base import delete_many
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.interfaces import FileInfo, IStorageDriver
 from txregistry.registry import paths
-from txregistry.registry.inventory import RepositoryInventory, read_blobs, read_repositories
+from txregistry.registry.inventory import (
+    EVERYTHING,
+    LINKS,
+    RepositoryInventory,
+    read_blobs,
+    read_repositories,
+)
 from txregistry.registry.lease import StorageLease
 from txregistry.registry.parallel import DEFAULT_PARALLELISM, map_bounded
 from txregistry.registry.reachability import (
@@ -42,6 +50,9 @@ from txregistry.registry.reachability import (
 from txregistry.registry.sweep_notice import SweepNotice, clear_notice, write_notice
 
 _log = Logger()
+
+# How many blobs one storage request (where the driver batches) deletes.
+DELETE_BATCH = 100
 
 # Distribution has none; an hour outlasts any push we know of.
 DEFAULT_MIN_AGE = 3600.0
@@ -162,32 +173,52 @@ class GarbageCollector:
         @raise CollectionError: the lease is held by another collector, a
             manifest cannot be read, or the lease was lost while sweeping.
         """
-        options = self.options
-        if not options.dry_run:
-            if self.lease is None:
-                raise CollectionError("a collection that deletes needs the storage's lease")
-            if not await self.lease.acquire():
-                holder = await self.lease.read()
-                raise LeaseHeld(
-                    "another collector holds the lease"
-                    + (f" ({holder.owner})" if holder is not None else "")
-                )
-            self._renewed = self._clock()
-        try:
-            return await self._collect()
-        finally:
-            if not options.dry_run:
-                assert self.lease is not None
-                await clear_notice(self.driver)
-                await self.lease.release()
+        if self.options.dry_run:
+            return await self._collect(None)
+        lease = self.lease
+        if lease is None:
+            raise CollectionError("a collection that deletes needs the storage's lease")
+        # Taking the lease waits a moment (see StorageLease); the first
+        # walk, which only reads, goes on meanwhile.
+        taking = ensureDeferred(lease.acquire())
+        held: list[bool] = []
 
-    async def _collect(self) -> CollectionResult:
+        async def lease_taken() -> bool:
+            if not held:
+                try:
+                    held.append(await taking)
+                except Exception:
+                    held.append(False)
+                    raise
+            return held[0]
+
+        try:
+            return await self._collect(lease_taken)
+        finally:
+            if not held:
+                try:
+                    await lease_taken()
+                except Exception:
+                    pass
+            if held[0]:
+                await clear_notice(self.driver)
+                await lease.release()
+
+    async def _collect(self, lease_taken: Callable[[], Awaitable[bool]] | None) -> CollectionResult:
         options = self.options
         result = CollectionResult()
         started = self._clock()
         cutoff = started - options.min_age
-        plan = await self._plan(cutoff, None, result)
-        blobs = await read_blobs(self.driver, options.parallelism)
+        # The blob store is read while the repositories are walked: a blob
+        # stored after it was read is no candidate, whatever the walk finds.
+        reading = ensureDeferred(read_blobs(self.driver, options.parallelism))
+        try:
+            plan = await self._plan(cutoff, None, result)
+        except BaseException:
+            reading.cancel()
+            reading.addErrback(lambda _: None)
+            raise
+        blobs = await reading
         young_links = _young_links(plan.inventories, cutoff)
         candidates: dict[Digest, FileInfo] = {}
         for digest, info in sorted(blobs.items(), key=lambda item: str(item[0])):
@@ -211,12 +242,18 @@ class GarbageCollector:
             result.manifests_deleted = _pairs(plan.doomed)
             return result
 
+        assert self.lease is not None and lease_taken is not None
+        if not await lease_taken():
+            holder = await self.lease.read()
+            raise LeaseHeld(
+                "another collector holds the lease"
+                + (f" ({holder.owner})" if holder is not None else "")
+            )
+        self._renewed = self._clock()
         await write_notice(
             self.driver,
             SweepNotice(
-                self.lease.owner if self.lease else "",
-                self._clock() + (self.lease.duration if self.lease else 600.0),
-                frozenset(candidates),
+                self.lease.owner, self._clock() + self.lease.duration, frozenset(candidates)
             ),
         )
         # The second walk: anything written since the first one stays.
@@ -227,7 +264,7 @@ class GarbageCollector:
                 del candidates[digest]
                 result.kept_young += 1
         await self._delete_manifests(final, result)
-        await self._delete_blobs(candidates, final.inventories, cutoff, result)
+        await self._delete_blobs(candidates, final.inventories, result)
         await self._delete_dangling(final.inventories, set(blobs), cutoff, result)
         return result
 
@@ -239,7 +276,18 @@ class GarbageCollector:
         (C{previous} given), whatever was kept stays kept, and so does every
         revision written since the first.
         """
-        inventories = await read_repositories(self.driver, self.options.parallelism)
+        # Where tags point matters only to --delete-untagged, and only on the
+        # first walk: a push that tags a manifest writes its revision again,
+        # which the second walk sees.  The second reads only the links; what
+        # the tags' histories and the referrers index hold comes from the first.
+        inventories = await read_repositories(
+            self.driver,
+            self.options.parallelism,
+            EVERYTHING if previous is None else LINKS,
+            tags=self.options.delete_untagged and previous is None,
+        )
+        if previous is not None:
+            _keep_histories(previous.inventories, inventories)
         wanted = {digest for inventory in inventories for digest in inventory.revisions}
         await self._read_references(wanted - set(self._references), result)
         plan = _Plan(inventories, {}, set(), {})
@@ -349,38 +397,42 @@ class GarbageCollector:
         self,
         candidates: dict[Digest, FileInfo],
         inventories: list[RepositoryInventory],
-        cutoff: float,
         result: CollectionResult,
     ) -> None:
+        """Delete the blobs, with every repository's link to them, a batch at a time."""
         links: dict[Digest, list[str]] = {}
         for inventory in inventories:
             for digest, link in inventory.layers.items():
                 links.setdefault(digest, []).append(link.path.rsplit("/", 1)[0])
-        total = len(candidates)
+        digests = list(candidates)
+        batches = [digests[i : i + DELETE_BATCH] for i in range(0, len(digests), DELETE_BATCH)]
         done = 0
 
-        async def delete(digest: Digest) -> None:
+        async def delete(batch: list[Digest]) -> None:
             nonlocal done
             await self._keep_lease()
-            self.reporter.line(f"blob eligible for deletion: {digest}")
-            data = paths.blob_data(digest)
-            try:
-                info = await self.driver.stat(data)
-            except PathNotFoundError:
-                return
-            if info.modified > cutoff:
-                result.kept_young += 1
-                return  # uploaded again since the walk
-            for link_folder in links.get(digest, []):
-                await self._delete(link_folder, result)
-            self.reporter.line(f"Deleting blob: {data.rsplit('/', 1)[0]}")
-            await self._delete(data.rsplit("/", 1)[0], result, counted=False)
-            result.blobs_deleted.append(digest)
-            result.bytes_freed += info.size
-            done += 1
-            self.reporter.progress("deleting blobs", done, total)
+            link_folders: list[str] = []
+            blob_folders: dict[str, Digest] = {}
+            for digest in batch:
+                self.reporter.line(f"blob eligible for deletion: {digest}")
+                link_folders.extend(links.get(digest, []))
+                folder = paths.blob_data(digest).rsplit("/", 1)[0]
+                blob_folders[folder] = digest
+                self.reporter.line(f"Deleting blob: {folder}")
+            # Links first: a blob is never left linked with its data gone.
+            deleted = await delete_many(self.driver, [*link_folders, *blob_folders])
+            for path in deleted:
+                blob = blob_folders.get(path)
+                if blob is None:
+                    result.links_deleted += 1
+                else:
+                    result.blobs_deleted.append(blob)
+                    result.bytes_freed += candidates[blob].size
+            done += len(batch)
+            self.reporter.progress("deleting blobs", done, len(digests))
 
-        await map_bounded(delete, list(candidates), self.options.parallelism)
+        await map_bounded(delete, batches, self.options.parallelism)
+        result.blobs_deleted.sort(key=str)
 
     async def _delete_dangling(
         self,
@@ -430,6 +482,20 @@ class GarbageCollector:
 
 def _pairs(doomed: dict[str, set[Digest]]) -> list[tuple[str, Digest]]:
     return [(name, digest) for name in doomed for digest in sorted(doomed[name], key=str)]
+
+
+def _keep_histories(
+    first: Iterable[RepositoryInventory], second: Iterable[RepositoryInventory]
+) -> None:
+    """Give the inventories of the second walk the tag histories and referrers of the first."""
+    earlier = {inventory.name: inventory for inventory in first}
+    for inventory in second:
+        before = earlier.get(inventory.name)
+        if before is not None:
+            inventory.tags = before.tags
+            inventory.current = before.current
+            inventory.tag_history = before.tag_history
+            inventory.referrers = before.referrers
 
 
 def _revision_times(plan: _Plan | None) -> dict[str, dict[Digest, float]] | None:

@@ -9,9 +9,11 @@ L{txregistry.registry.paths}); anything else found among them is left alone.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from txregistry.digest import Digest
+from txregistry.digest import SUPPORTED_ALGORITHMS, Digest
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import RegistryError
 from txregistry.interfaces import FileInfo, IStorageDriver
@@ -61,11 +63,17 @@ class RepositoryInventory:
         return set(self.current.values())
 
 
+_HEX = re.compile(r"[a-f0-9]+", re.ASCII)
+
+
 def _digest(algorithm: str, hex_part: str) -> Digest | None:
-    try:
-        return Digest.parse(f"{algorithm}:{hex_part}")
-    except RegistryError:
+    """
+    The digest a path names, or L{None}: what L{Digest.parse} accepts, but
+    cheaper, as a walk meets one per link.
+    """
+    if len(hex_part) != SUPPORTED_ALGORITHMS.get(algorithm) or not _HEX.fullmatch(hex_part):
         return None
+    return Digest(algorithm, hex_part)
 
 
 def _record(inventory: RepositoryInventory, parts: list[str], info: FileInfo) -> None:
@@ -94,10 +102,19 @@ def _record(inventory: RepositoryInventory, parts: list[str], info: FileInfo) ->
                 inventory.referrers.append((subject, Link(referrer, info.path, info.modified)))
 
 
-async def read_repository(driver: IStorageDriver, name: str) -> RepositoryInventory:
+# What a repository holds that an inventory reads: everything but uploads.
+EVERYTHING = ("_layers", "_manifests")
+# What changes when something is pushed: the links to blobs and manifests.
+LINKS = ("_layers", "_manifests/revisions")
+
+
+async def read_repository(
+    driver: IStorageDriver, name: str, folders: Sequence[str] = EVERYTHING
+) -> RepositoryInventory:
     """
-    The inventory of repository C{name}, tags not yet read; uploads in
-    progress are not walked.
+    The inventory of repository C{name} as far as C{folders} (below the
+    repository's) hold it, tags not yet read; uploads in progress are never
+    walked.
     """
     inventory = RepositoryInventory(name)
     root = paths.repository(name)
@@ -111,7 +128,7 @@ async def read_repository(driver: IStorageDriver, name: str) -> RepositoryInvent
         _record(inventory, parts, info)
         return True
 
-    for child in ("_layers", "_manifests"):
+    for child in folders:
         try:
             await driver.walk(f"{root}/{child}", visit)
         except PathNotFoundError:
@@ -137,13 +154,21 @@ async def read_tags(
 
 
 async def read_repositories(
-    driver: IStorageDriver, limit: int = DEFAULT_PARALLELISM
+    driver: IStorageDriver,
+    limit: int = DEFAULT_PARALLELISM,
+    folders: Sequence[str] = EVERYTHING,
+    tags: bool = True,
 ) -> list[RepositoryInventory]:
-    """Every repository's inventory, tags read, in catalog order, several walked at once."""
+    """
+    Every repository's inventory as far as C{folders} hold it, in catalog
+    order, several walked at once; with C{tags}, where each tag points is
+    read too (L{read_tags}).
+    """
 
     async def read(name: str) -> RepositoryInventory:
-        inventory = await read_repository(driver, name)
-        await read_tags(driver, inventory, limit)
+        inventory = await read_repository(driver, name, folders)
+        if tags:
+            await read_tags(driver, inventory, limit)
         return inventory
 
     return await map_bounded(read, await catalog.repositories(driver), limit)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from zope.interface.verify import verifyObject
 
-from txregistry.drivers.base import ValidatingDriver
+from txregistry.drivers.base import ValidatingDriver, delete_many
 from txregistry.drivers.errors import (
     InvalidOffsetError,
     InvalidPathError,
@@ -40,6 +40,7 @@ from txregistry.drivers.errors import (
 )
 from txregistry.interfaces import (
     FileInfo,
+    IBatchDeleter,
     IFileReader,
     IFileWriter,
     IStorageDriver,
@@ -603,6 +604,24 @@ class DriverTestsMixin(_Base):
         await self.assert_fails(PathNotFoundError, lambda: self.driver.delete(f"{tree}/missing"))
         await self.driver.put_content(f"{tree}/file", b"x")
         await self.assert_fails(PathNotFoundError, lambda: self.driver.delete(f"{tree}/file/below"))
+
+    # -- delete_many ---------------------------------------------------------
+
+    async def test_delete_many(self) -> None:
+        """
+        Files and directories go at once; a path where nothing is stored is
+        not an error, and is not among those said deleted.
+        """
+        tree = await self._walk_tree()
+        paths = [f"{tree}/a", f"{tree}/missing", f"{tree}/b", f"{tree}/a-b/x"]
+        deleted = await delete_many(self.driver, paths)
+        self.assertEqual(deleted, [f"{tree}/a", f"{tree}/b", f"{tree}/a-b/x"])
+        for path in paths:
+            await self.assert_fails(PathNotFoundError, partial(self.driver.stat, path))
+        self.assertEqual(await delete_many(self.driver, paths), [])
+        self.assertEqual(await delete_many(self.driver, []), [])
+        if IBatchDeleter.providedBy(self.driver):
+            self.assertTrue(verifyObject(IBatchDeleter, self.driver))
 
     # -- walk ----------------------------------------------------------------
 
