@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from txregistry.digest import Digest
+from txregistry.drivers.base import exists
 from txregistry.interfaces import IStorageDriver
 from txregistry.registry import paths
 from txregistry.registry.manifest_formats import parse_manifest
@@ -114,13 +115,7 @@ class Content:
         return await self._exists(paths.layer_link(repository, digest))
 
     async def _exists(self, path: str) -> bool:
-        from txregistry.drivers.errors import PathNotFoundError
-
-        try:
-            await self.driver.stat(path)
-        except PathNotFoundError:
-            return False
-        return True
+        return await exists(self.driver, path)
 
     async def files(self) -> set[str]:
         """Every file in storage."""

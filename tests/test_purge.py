@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from txregistry.drivers.base import ValidatingDriver
+from txregistry.drivers.base import ValidatingDriver, exists
 from txregistry.drivers.inmemory import InMemoryDriver
 from txregistry.interfaces import IStaleWritesPurger
 from txregistry.registry import paths
@@ -47,11 +47,7 @@ class PurgeTests(TestCase):
         return paths.upload(repository, session.upload_id)
 
     async def exists(self, path: str) -> bool:
-        try:
-            await self.driver.stat(path)
-        except Exception:
-            return False
-        return True
+        return await exists(self.driver, path)
 
     async def test_stale_purged_fresh_kept(self) -> None:
         stale = await self.upload("a/b", 8 * DAY)

@@ -71,6 +71,15 @@ class DriverMetrics:
             stats.failures += 1
 
 
+async def exists(driver: IStorageDriver, path: str) -> bool:
+    """Whether anything (a file or a directory) is stored at C{path}."""
+    try:
+        await driver.stat(path)
+    except PathNotFoundError:
+        return False
+    return True
+
+
 def delete_many(driver: IStorageDriver, paths: Sequence[str]) -> Deferred[list[str]]:
     """
     Delete C{paths} through C{driver}: all at once where it provides

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from txregistry.digest import Digest
+from txregistry.drivers.base import exists
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import RegistryError
 from txregistry.interfaces import FileInfo, IStorageDriver
@@ -412,11 +413,8 @@ class StorageChecker:
         if known:
             return False
         for path in places:
-            try:
-                await self.driver.stat(path)
-            except PathNotFoundError:
-                continue
-            return False
+            if await exists(self.driver, path):
+                return False
         return True
 
     async def _delete_dangling(self, link: _LinkFile, content: bytes, result: CheckResult) -> None:

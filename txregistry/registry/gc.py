@@ -28,7 +28,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from txregistry.digest import Digest
-from txregistry.drivers.base import delete_many
+from txregistry.drivers.base import delete_many, exists
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.interfaces import FileInfo, IStorageDriver
 from txregistry.registry import paths
@@ -459,17 +459,10 @@ class GarbageCollector:
 
         async def remove(entry: tuple[str, str]) -> None:
             folder, target = entry
-            if not await self._exists(target):
+            if not await exists(self.driver, target):
                 await self._delete(folder, result)
 
         await map_bounded(remove, sorted(dangling), self.options.parallelism)
-
-    async def _exists(self, path: str) -> bool:
-        try:
-            await self.driver.stat(path)
-        except PathNotFoundError:
-            return False
-        return True
 
     async def _delete(self, path: str, result: CollectionResult, counted: bool = True) -> None:
         try:
