@@ -20,7 +20,7 @@ collector at a time holds the storage's lease (L{txregistry.registry.lease}).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from txregistry.registry import paths
 from txregistry.registry.inventory import (
     EVERYTHING,
     LINKS,
+    LINKS_AND_REFERRERS,
     RepositoryInventory,
     read_blobs,
     read_repositories,
@@ -276,15 +277,21 @@ class GarbageCollector:
         (C{previous} given), whatever was kept stays kept, and so does every
         revision written since the first.
         """
-        # Where tags point matters only to --delete-untagged, and only on the
-        # first walk: a push that tags a manifest writes its revision again,
-        # which the second walk sees.  The second reads only the links; what
-        # the tags' histories and the referrers index hold comes from the first.
+        # Tags matter only to --delete-untagged (which roots, and the tag
+        # histories of a manifest it deletes), and only on the first walk:
+        # a push that tags a manifest writes its revision again, which the
+        # second walk sees.  The second reads only the links; what the tag
+        # histories and the referrers index hold comes from the first.
+        untagged = self.options.delete_untagged
+        if previous is not None:
+            folders: Sequence[str] = LINKS
+        else:
+            folders = EVERYTHING if untagged else LINKS_AND_REFERRERS
         inventories = await read_repositories(
             self.driver,
             self.options.parallelism,
-            EVERYTHING if previous is None else LINKS,
-            tags=self.options.delete_untagged and previous is None,
+            folders,
+            tags=untagged and previous is None,
         )
         if previous is not None:
             _keep_histories(previous.inventories, inventories)

@@ -106,6 +106,8 @@ def _record(inventory: RepositoryInventory, parts: list[str], info: FileInfo) ->
 EVERYTHING = ("_layers", "_manifests")
 # What changes when something is pushed: the links to blobs and manifests.
 LINKS = ("_layers", "_manifests/revisions")
+# The links, and the referrers index.
+LINKS_AND_REFERRERS = (*LINKS, "_manifests/referrers")
 
 
 async def read_repository(
