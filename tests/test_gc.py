@@ -440,6 +440,38 @@ class SweepSafetyTests(TestCase):
         self.assertEqual(result.kept_young, 1)
 
 
+class LongSweepTests(TestCase):
+    """A sweep longer than a minute renews the lease, and the notice's expiry with it."""
+
+    async def test_renewed(self) -> None:
+        driver = InMemoryDriver()
+        content = Content(driver)
+        for number in range(250):
+            await content.blob("app", f"orphan {number}".encode())
+        now = [time.time()]
+
+        def clock() -> float:
+            now[0] += 20.0  # every look at the clock is twenty seconds later
+            return now[0]
+
+        notices: list[float] = []
+        original = driver.put_content
+
+        def put_content(path: str, data: bytes) -> Deferred[None]:
+            if path == paths.gc_sweep_notice():
+                notices.append(json.loads(data)["expires"])
+            return original(path, data)
+
+        self.patch(driver, "put_content", put_content)
+        lease = StorageLease(driver, paths.gc_lease(), reactor, settle=0, clock=clock)
+        collector = GarbageCollector(driver, CollectionOptions(min_age=0.0), lease, clock=clock)
+        result = await collector.collect()
+        self.assertEqual(len(result.blobs_deleted), 250)
+        self.assertGreater(len(notices), 1)
+        self.assertEqual(notices, sorted(notices))
+        self.assertIsNone(await read_notice(driver))
+
+
 class ReachabilityTests(SynchronousTestCase):
     """What a manifest references, and what a repository keeps."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from twisted.internet.defer import ensureDeferred
@@ -170,6 +170,7 @@ class GarbageCollector:
         self._clock = clock
         self._references: dict[Digest, ManifestReferences | None] = {}
         self._renewed = 0.0
+        self._notice: SweepNotice | None = None
 
     async def collect(self) -> CollectionResult:
         """
@@ -255,12 +256,10 @@ class GarbageCollector:
                 + (f" ({holder.owner})" if holder is not None else "")
             )
         self._renewed = self._clock()
-        await write_notice(
-            self.driver,
-            SweepNotice(
-                self.lease.owner, self._clock() + self.lease.duration, frozenset(candidates)
-            ),
+        self._notice = SweepNotice(
+            self.lease.owner, self._clock() + self.lease.duration, frozenset(candidates)
         )
+        await write_notice(self.driver, self._notice)
         # The second walk: anything written since the first one stays.
         final = await self._plan(cutoff, plan, result)
         young_links |= _changed_links(plan.inventories, final.inventories)
@@ -371,12 +370,18 @@ class GarbageCollector:
     # -- sweeping --------------------------------------------------------------------
 
     async def _keep_lease(self) -> None:
-        """Renew the lease every minute; stop the sweep if another holder took it."""
+        """
+        Renew the lease, and the notice's expiry with it, every minute; stop
+        the sweep if another holder took the lease.
+        """
         if self.lease is None or self._clock() - self._renewed < 60:
             return
         self._renewed = self._clock()
         if not await self.lease.renew():
             raise CollectionError("the collection lease was lost; the sweep stopped")
+        if self._notice is not None:
+            self._notice = replace(self._notice, expires=self._clock() + self.lease.duration)
+            await write_notice(self.driver, self._notice)
 
     async def _delete_manifests(self, plan: _Plan, result: CollectionResult) -> None:
         by_name = {inventory.name: inventory for inventory in plan.inventories}
