@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/twist ]; then
+    # An explicit empty argument (no extras): a sourced script without
+    # arguments would take ours (--config ...) for its extras.
     # shellcheck source=scripts/venv.sh
-    source scripts/venv.sh
+    source scripts/venv.sh ""
 fi
 exec .venv/bin/twist registry "$@"
