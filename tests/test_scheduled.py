@@ -92,6 +92,7 @@ class MaintenanceJobsTests(SynchronousTestCase):
         jobs = maintenance_jobs(config, InMemoryDriver())
         for job in jobs:
             self.assertLessEqual(job.first_delay, min(job.interval, 3600))
+            self.assertGreaterEqual(job.first_delay, min(job.interval, 300))
         return [(job.name, job.interval) for job in jobs]
 
     def test_purging_by_default(self) -> None:
@@ -104,6 +105,12 @@ class MaintenanceJobsTests(SynchronousTestCase):
                 "gc: {enabled: true, interval: 10m}, maintenance: {uploadpurging: {interval: 1h}}"
             ),
             [("upload purging", 3600.0), ("garbage collection", 600.0)],
+        )
+
+    def test_short_interval(self) -> None:
+        """An interval under five minutes is also the first delay."""
+        self.assertEqual(
+            self.jobs("gc: {enabled: true, interval: 2s}")[1], ("garbage collection", 2.0)
         )
 
     def test_none(self) -> None:

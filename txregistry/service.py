@@ -193,8 +193,8 @@ def maintenance_jobs(config: Config, driver: IStorageDriver) -> list[ScheduledJo
     What the server runs on a schedule: upload purging (on by default, as in
     Distribution) and garbage collection (C{storage.gc}); neither in
     read-only mode.  Each process of C{--workers} runs them; collectors take
-    turns through a lease in storage.  The first run waits a random while
-    (at most an interval, or an hour) so that processes do not start at once.
+    turns through a lease in storage.  The first run waits a random while:
+    from five minutes to an hour, or one interval when that is shorter.
     """
     storage = config.storage
     if storage.readonly:
@@ -229,7 +229,10 @@ def maintenance_jobs(config: Config, driver: IStorageDriver) -> list[ScheduledJo
 
 
 def _jitter(interval: float) -> float:
-    return random.uniform(0, min(interval, 3600.0))
+    # Not at once (processes started together spread out), not in the first
+    # five minutes (a process that is restarting, or a test's, does no
+    # maintenance), and within the hour, as Distribution's purger.
+    return random.uniform(min(interval, 300.0), min(interval, 3600.0))
 
 
 def build_service(
