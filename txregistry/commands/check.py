@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any
 
+from txregistry.commands.running import open_storage, report_failure, run_in_reactor
 from txregistry.commands.terminal import TerminalReporter
 
 
@@ -43,24 +44,15 @@ def add_parser(commands: Any) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Check as C{arguments} say; 0 when nothing is wrong, 1 otherwise, 2 for bad arguments."""
-    from twisted.internet.defer import ensureDeferred
-    from twisted.internet.task import react
-
     if arguments.parallel < 1:
         sys.stderr.write("txregistry: --parallel: must be at least 1\n")
         return 2
     reporter = TerminalReporter(sys.stdout, sys.stderr, quiet=arguments.quiet)
-
-    async def check(reactor: Any) -> None:
-        status = await check_storage(
+    return run_in_reactor(
+        lambda reactor: check_storage(
             arguments.config, arguments.repair, arguments.parallel, reporter
         )
-        if status:
-            raise SystemExit(status)
-
-    # react() ends the process: 0, or the status of the SystemExit.
-    react(lambda reactor: ensureDeferred(check(reactor)))
-    return 0
+    )
 
 
 async def check_storage(
@@ -73,23 +65,16 @@ async def check_storage(
     @return: the exit status: 0 when nothing is wrong, 1 when something is
         or the check failed (said in one line on standard error).
     """
-    from txregistry.config import ConfigError
     from txregistry.registry.check import StorageChecker
-    from txregistry.service import build_driver, read_config
 
-    try:
-        driver = build_driver(read_config(config_path))
-    except ConfigError as error:
-        sys.stderr.write(f"txregistry: configuration error: {error}\n")
+    driver = open_storage(config_path)
+    if driver is None:
         return 1
     checker = StorageChecker(driver, repair, parallelism, reporter)
     try:
         result = await checker.check()
     except Exception as error:  # a storage failure: said in one line, not a traceback
-        reporter.finish()
-        described = str(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
-        sys.stderr.write(f"txregistry: failed to check: {described}\n")
-        return 1
+        return report_failure("check", error, reporter)
     reporter.finish()
     print(result.summary(repair), flush=True)
     return 1 if result.problems else 0

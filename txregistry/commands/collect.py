@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from txregistry.commands.running import open_storage, report_failure, run_in_reactor
 from txregistry.commands.terminal import TerminalReporter
 
 
@@ -50,9 +51,6 @@ def add_parser(commands: Any) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Collect as C{arguments} say; 0 when done, 1 on any failure (said on standard error)."""
-    from twisted.internet.defer import ensureDeferred
-    from twisted.internet.task import react
-
     from txregistry.config import ConfigError, parse_duration
     from txregistry.registry.gc import CollectionOptions
 
@@ -71,47 +69,26 @@ def run(arguments: argparse.Namespace) -> int:
     )
     reporter = TerminalReporter(sys.stdout, sys.stderr, quiet=arguments.quiet)
     config_path = arguments.config_option or arguments.config
-
-    async def collect(reactor: Any) -> None:
-        status = await _collect(reactor, config_path, options, reporter)
-        if status:
-            raise SystemExit(status)
-
-    # react() ends the process: 0, or the status of the SystemExit.
-    react(lambda reactor: ensureDeferred(collect(reactor)))
-    return 0
+    return run_in_reactor(lambda reactor: _collect(reactor, config_path, options, reporter))
 
 
 async def _collect(
     reactor: Any, config_path: str | None, options: Any, reporter: TerminalReporter
 ) -> int:
-    from txregistry.config import ConfigError
     from txregistry.registry import paths
     from txregistry.registry.gc import CollectionError, GarbageCollector
     from txregistry.registry.lease import StorageLease
-    from txregistry.service import build_driver, read_config
 
-    try:
-        config = read_config(config_path)
-        driver = build_driver(config)
-    except ConfigError as error:
-        sys.stderr.write(f"txregistry: configuration error: {error}\n")
+    driver = open_storage(config_path)
+    if driver is None:
         return 1
     collector = GarbageCollector(
         driver, options, StorageLease(driver, paths.gc_lease(), reactor), reporter
     )
     try:
         result = await collector.collect()
-    except (CollectionError, OSError) as error:
-        reporter.finish()
-        sys.stderr.write(f"txregistry: failed to garbage collect: {error}\n")
-        return 1
-    except Exception as error:  # a storage failure: said in one line, not a traceback
-        reporter.finish()
-        sys.stderr.write(
-            f"txregistry: failed to garbage collect: {type(error).__name__}: {error}\n"
-        )
-        return 1
+    except Exception as error:  # a storage failure too: said in one line, not a traceback
+        return report_failure("garbage collect", error, reporter, (CollectionError, OSError))
     reporter.finish()
     for warning in result.warnings:
         sys.stderr.write(f"txregistry: warning: {warning}\n")
