@@ -27,18 +27,23 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from txregistry.digest import Digest
 from txregistry.drivers.base import exists
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import RegistryError
 from txregistry.interfaces import FileInfo, IStorageDriver
-from txregistry.registry import catalog, paths
+from txregistry.registry import paths
 from txregistry.registry.gc import Reporter, SilentReporter
-from txregistry.registry.inventory import RepositoryInventory, read_blobs, read_repository
+from txregistry.registry.inventory import RepositoryInventory, read_blobs, read_repositories
 from txregistry.registry.parallel import DEFAULT_PARALLELISM, map_bounded
-from txregistry.registry.reachability import ManifestReferences, ManifestUnreadable, references_of
+from txregistry.registry.reachability import (
+    ManifestReferences,
+    ManifestUnreadable,
+    descriptor_digest,
+    references_of,
+)
 from txregistry.threads import in_thread
 
 T = TypeVar("T")
@@ -181,11 +186,7 @@ class StorageChecker:
         result = CheckResult()
         # Repositories first: whatever they link to was stored before the
         # link was written, so the blob walk after them finds it.
-        inventories = await map_bounded(
-            lambda name: read_repository(self.driver, name),
-            await catalog.repositories(self.driver),
-            self.parallelism,
-        )
+        inventories = await read_repositories(self.driver, self.parallelism, tags=False)
         self._stored = await read_blobs(self.driver, self.parallelism)
         await self._check_blobs(result)
         await self._read_manifests(inventories)
@@ -477,7 +478,7 @@ def _read_manifest(content: bytes) -> _Manifest:
     for key in ("config", "layers", "manifests"):
         value = document.get(key)
         for entry in value if isinstance(value, list) else [value]:
-            digest = _descriptor_digest(entry)
+            digest = descriptor_digest(entry)
             if digest is None:
                 continue
             size = entry.get("size")
@@ -486,12 +487,3 @@ def _read_manifest(content: bytes) -> _Manifest:
             if key == "layers" and isinstance(entry.get("urls"), list) and entry["urls"]:
                 foreign.add(digest)
     return _Manifest(references, sizes, frozenset(foreign))
-
-
-def _descriptor_digest(entry: Any) -> Digest | None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
-        return None
-    try:
-        return Digest.parse(entry["digest"])
-    except RegistryError:
-        return None

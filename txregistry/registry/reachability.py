@@ -44,7 +44,8 @@ class ManifestReferences:
     subject: Digest | None = None
 
 
-def _digest_of(value: Any, key: str = "digest") -> Digest | None:
+def descriptor_digest(value: Any, key: str = "digest") -> Digest | None:
+    """The digest a descriptor (a JSON object) names under C{key}; L{None} when none is."""
     if not isinstance(value, dict) or not isinstance(value.get(key), str):
         return None
     try:
@@ -73,10 +74,10 @@ def references_of(content: bytes) -> ManifestReferences:
         values = document.get(key)
         if not isinstance(values, list):
             return []
-        return [d for d in (_digest_of(v, digest_key) for v in values) if d is not None]
+        return [d for d in (descriptor_digest(v, digest_key) for v in values) if d is not None]
 
     children = tuple(listed("manifests"))
-    config = _digest_of(document.get("config"))
+    config = descriptor_digest(document.get("config"))
     blobs = (
         ([config] if config is not None else [])
         + listed("layers")
@@ -86,7 +87,7 @@ def references_of(content: bytes) -> ManifestReferences:
     return ManifestReferences(
         blobs=tuple(dict.fromkeys(blobs)),
         children=children,
-        subject=_digest_of(document.get("subject")),
+        subject=descriptor_digest(document.get("subject")),
     )
 
 
