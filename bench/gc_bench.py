@@ -780,6 +780,9 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.copytree(dataset.root, copies[collector], symlinks=True)
                 done: list[Collection] = []
                 for collector in order:
+                    # Neither collector shares the disk with the writing back
+                    # of the copies, nor of the other's deletes.
+                    os.sync()
                     run = collect(
                         collector,
                         copies[collector],

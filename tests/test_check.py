@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from gc_support import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Content
 from test_gc import SIGNATURE, Lines
-from txregistry import service
+from txregistry import configured
 from txregistry.commands import main
 from txregistry.commands.check import check_storage
 from txregistry.commands.terminal import TerminalReporter
@@ -695,7 +695,7 @@ class CheckStorageTests(TestCase):
 
     def setUp(self) -> None:
         self.driver: IStorageDriver = InMemoryDriver()
-        self.patch(service, "build_driver", lambda config: self.driver)
+        self.patch(configured, "build_driver", lambda config: self.driver)
         self.config = temporary_folder(self) / "config.yml"
         self.config.write_text(yaml.safe_dump({"version": 0.1, "storage": {"inmemory": {}}}))
         self.output = io.StringIO()

@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 import twisted.plugins
 from support import temporary_directory
 from txregistry.config import ConfigError
-from txregistry.drivers.base import ValidatingDriver, check_path
+from txregistry.drivers.base import ValidatingDriver, check_path, delete_many, list_files
 from txregistry.drivers.errors import InvalidPathError, PathNotFoundError
 from txregistry.drivers.filesystem import FilesystemDriver, FilesystemDriverFactory
 from txregistry.drivers.inmemory import InMemoryDriver, InMemoryDriverFactory
@@ -55,6 +55,45 @@ class FilesystemDriverTests(DriverTestsMixin, TestCase):
         seen: list[str] = []
         await self.driver.walk("/", lambda info: seen.append(info.path))
         self.assertEqual(seen, ["/suite", path])
+
+    async def test_temporary_folder_not_listed(self) -> None:
+        """Listing the files of the root leaves out the temporary folder's."""
+        path = self.tree() + "/file"
+        await self.driver.put_content(path, b"x")
+        with open(os.path.join(self.root, "~tmp", "left-over"), "wb") as left_over:
+            left_over.write(b"a put that died")
+        self.assertEqual([info.path for info in await list_files(self.driver, "/")], [path])
+
+    async def test_delete_many_takes_emptied_folder(self) -> None:
+        """
+        A file deleted by C{delete_many} takes its folder along when it was
+        the folder's last entry (a link's, a blob's); never a folder that
+        holds more, nor the root.
+        """
+        tree = self.tree()
+        for path in ("only/link", "shared/data", "shared/other", "top"):
+            await self.driver.put_content(f"{tree}/{path}", b"x")
+        deleted = await delete_many(self.driver, [f"{tree}/only/link", f"{tree}/shared/data"])
+        self.assertEqual(deleted, [f"{tree}/only/link", f"{tree}/shared/data"])
+        self.assertFalse(os.path.exists(self.root + f"{tree}/only"))
+        self.assertEqual(os.listdir(self.root + f"{tree}/shared"), ["other"])
+        await delete_many(self.driver, [f"{tree}/shared/other", f"{tree}/top"])
+        self.assertFalse(os.path.exists(self.root + f"{tree}/shared"))
+        self.assertFalse(os.path.exists(self.root + tree))  # "top" was its last entry
+        with open(os.path.join(self.root, "alone"), "wb") as alone:
+            alone.write(b"x")
+        await delete_many(FilesystemDriver(self.root), ["/alone"])
+        self.assertTrue(os.path.isdir(self.root))
+
+    async def test_delete_folder_with_symlink(self) -> None:
+        """A symbolic link below a deleted folder goes; what it points at stays."""
+        tree = self.tree()
+        await self.driver.put_content(f"{tree}/kept/file", b"x")
+        os.makedirs(self.root + f"{tree}/doomed")
+        os.symlink(self.root + f"{tree}/kept", self.root + f"{tree}/doomed/link")
+        self.assertEqual(await delete_many(self.driver, [f"{tree}/doomed"]), [f"{tree}/doomed"])
+        self.assertFalse(os.path.lexists(self.root + f"{tree}/doomed"))
+        self.assertEqual(await self.driver.get_content(f"{tree}/kept/file"), b"x")
 
 
 class InMemoryDriverTests(DriverTestsMixin, TestCase):

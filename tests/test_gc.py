@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gc_support import Content
@@ -326,6 +327,32 @@ class LeaseTests(TestCase):
         self.patch(self.driver, "get_content", get_content)
         self.assertFalse(await first.acquire())
         self.assertEqual((await second.read()).owner, "second")  # type: ignore[union-attr]
+
+    def test_settle_measured(self) -> None:
+        """
+        Without a settle given, a taking waits ten of the storage's round
+        trips as it measured them, and at least half a second.
+        """
+        clock = Clock()
+        delays = {"write": 0.0}
+        original = self.driver.put_content
+
+        def put_content(path: str, content: bytes) -> Deferred[None]:
+            return deferLater(clock, delays["write"], lambda: None).addCallback(
+                lambda _: original(path, content)
+            )
+
+        self.patch(self.driver, "put_content", put_content)
+        for write_takes, waits in ((0.0, 0.5), (0.25, 2.5)):
+            delays["write"] = write_takes
+            lease = StorageLease(self.driver, f"/lease-{write_takes}", clock, owner="me")
+            lease._monotonic = clock.seconds  # type: ignore[method-assign]
+            taking = Deferred.fromCoroutine(lease.acquire())
+            clock.advance(write_takes)
+            clock.advance(waits - 0.01)
+            self.assertNoResult(taking)
+            clock.advance(0.02)
+            self.assertTrue(self.successResultOf(taking))
 
     async def test_unreadable_lease(self) -> None:
         await self.driver.put_content(paths.gc_lease(), b"{not json")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping, Sequence
 
     from twisted.internet.defer import Deferred
 
@@ -246,10 +246,35 @@ class IBatchDeleter(Interface):
         """
         Delete each of C{paths} as L{IStorageDriver.delete} would (a file, or
         a directory and everything below it); a path where nothing is stored
-        is not an error.
+        is not an error.  Where the driver keeps directories (the
+        filesystem), a file's directory that its deletion leaves empty goes
+        with it: a caller removes a folder of the layout that holds one file
+        (a link, a blob's data) by naming the file, which costs two system
+        calls where naming the folder costs it being read first.
 
         @return: fires with the paths that were deleted (those where
             something was stored), in the order given.
+        """
+
+
+class IFileLister(Interface):
+    """
+    Optional, for a L{IStorageDriver} that lists every file of a tree at a
+    lower cost than L{IStorageDriver.walk} visits it (the filesystem reads
+    a whole repository in one trip to a thread, no call per entry on the
+    reactor).  Garbage collection and C{txregistry check} read storage
+    through it; L{txregistry.drivers.base.list_files} falls back to a walk
+    for drivers without it.
+    """
+
+    def list_files(path: str, skip: Collection[str] = ()) -> Deferred[list[FileInfo]]:
+        """
+        Every file below directory C{path}, at any depth, in no particular
+        order; directories are not listed, and nothing below a directory
+        whose name is in C{skip} is.  A file removed while the tree is read
+        may or may not be listed.
+
+        @return: fails with L{PathNotFoundError} when C{path} is missing.
         """
 
 

@@ -28,19 +28,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from txregistry.auth.plugins import access_controller_factories
-from txregistry.config import (
-    CONFIGURATION_PATH_VARIABLE,
-    Config,
-    ConfigError,
-    load_config,
-)
-from txregistry.drivers.base import ValidatingDriver
-from txregistry.drivers.plugins import driver_factories
+from txregistry.config import Config, ConfigError
+from txregistry.configured import build_driver, read_config
 from txregistry.interfaces import IAccessController, IStorageDriver
 from txregistry.logs import log_level, observer_factory
 from txregistry.memory import limit_malloc_arenas
-from txregistry.middleware.plugins import storage_middleware_factories
-from txregistry.middleware.storage import apply_storage_middleware
 from txregistry.registry.descriptor_cache import DescriptorCache
 from txregistry.registry.gc import CollectionOptions, scheduled_collection
 from txregistry.registry.manifests import URLPolicy
@@ -125,21 +117,6 @@ class RegistryService(StreamServerEndpointService):
         return stopped
 
 
-def read_config(path: str | None) -> Config:
-    """The configuration from C{path}, the environment, or the default."""
-    path = path or os.environ.get(CONFIGURATION_PATH_VARIABLE)
-    text = None
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as file:
-                text = file.read()
-        except OSError as error:
-            raise ConfigError(
-                path, f"cannot read the configuration file: {error.strerror}"
-            ) from None
-    return load_config(text, known_drivers=driver_factories(), source=path or "configuration")
-
-
 def _given(flag: str, argv: list[str]) -> bool:
     return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
 
@@ -168,24 +145,6 @@ def _access_controller(config: Config) -> IAccessController | None:
             f"unknown access controller (installed: {', '.join(sorted(factories))})",
         )
     return factory.create(config.auth.options)
-
-
-def build_driver(config: Config) -> ValidatingDriver:
-    """
-    The storage C{config} names: the driver plugin, wrapped in the storage
-    middleware in order, and in the validating wrapper.
-
-    @raise ConfigError: naming the key, for parameters the driver or a
-        middleware refuses.
-    """
-    factory = driver_factories()[config.storage.driver]
-    return ValidatingDriver(
-        apply_storage_middleware(
-            factory.create(config.storage.parameters),
-            config.middleware.storage,
-            storage_middleware_factories(),
-        )
-    )
 
 
 def maintenance_jobs(config: Config, driver: IStorageDriver) -> list[ScheduledJob]:

@@ -39,7 +39,7 @@ def open_storage(config_path: str | None) -> IStorageDriver | None:
     configuration mistake.
     """
     from txregistry.config import ConfigError
-    from txregistry.service import build_driver, read_config
+    from txregistry.configured import build_driver, read_config
 
     try:
         return build_driver(read_config(config_path))

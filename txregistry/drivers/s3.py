@@ -28,7 +28,7 @@ between two requests), that upload is completed and continued.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from itertools import pairwise
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ from txregistry.drivers.s3_parameters import (
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
+    IFileLister,
     IFileReader,
     IFileWriter,
     IStaleWritesPurger,
@@ -74,7 +75,7 @@ PRESIGN_SECONDS = 20 * 60
 DELETE_BATCH = 1000
 
 
-@implementer(IStorageDriver, IBatchDeleter, IStaleWritesPurger)
+@implementer(IStorageDriver, IBatchDeleter, IFileLister, IStaleWritesPurger)
 class S3Driver:
     """
     Stores each driver path as the object at the same key below the
@@ -382,6 +383,42 @@ class S3Driver:
             return [child for child, _ in children]
 
         return call_in_thread(path, list_children)
+
+    def list_files(
+        self, path: str, skip: Collection[str] = ()
+    ) -> Deferred[builtins.list[FileInfo]]:
+        """
+        See L{IFileLister.list_files}: one flat listing of the prefix (a
+        thousand keys a request), where a walk makes one per directory.
+        """
+        prefix = self._prefix(path)
+
+        def list_keys() -> list[FileInfo]:
+            found: list[FileInfo] = []
+            seen = False
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    seen = True
+                    key = item["Key"]
+                    if key.endswith("/"):
+                        continue  # a "directory marker" object some tools create
+                    folders = key[len(prefix) :].split("/")[:-1]
+                    if skip and any(folder in skip for folder in folders):
+                        continue
+                    found.append(
+                        FileInfo(
+                            self._path(key),
+                            int(item["Size"]),
+                            item["LastModified"].timestamp(),
+                            False,
+                        )
+                    )
+            if not seen and path != "/":
+                raise PathNotFoundError(path)
+            return found
+
+        return call_in_thread(path, list_keys)
 
     def walk(self, path: str, visit: Callable[[FileInfo], bool | None]) -> Deferred[None]:
         """See L{IStorageDriver.walk}: one listing per directory, depth first."""

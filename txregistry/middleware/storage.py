@@ -8,16 +8,17 @@ C{applyStorageMiddleware}).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, MiddlewareEntry
-from txregistry.drivers.base import delete_many
+from txregistry.drivers.base import delete_many, list_files
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
+    IFileLister,
     IFileReader,
     IFileWriter,
     IStorageDriver,
@@ -25,7 +26,7 @@ from txregistry.interfaces import (
 )
 
 
-@implementer(IStorageDriver, IBatchDeleter)
+@implementer(IStorageDriver, IBatchDeleter, IFileLister)
 class DelegatingDriver:
     """
     An L{IStorageDriver} that passes every call to C{driver}: a middleware
@@ -81,6 +82,15 @@ class DelegatingDriver:
         that changes L{delete} changes this too.
         """
         return delete_many(self.driver, paths)
+
+    def list_files(
+        self, path: str, skip: Collection[str] = ()
+    ) -> Deferred[builtins.list[FileInfo]]:
+        """
+        See L{IFileLister.list_files}: the wrapped driver's.  A middleware
+        that changes L{walk} changes this too.
+        """
+        return list_files(self.driver, path, skip)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from txregistry.digest import SUPPORTED_ALGORITHMS, Digest
+from txregistry.drivers.base import list_files
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import RegistryError
 from txregistry.interfaces import FileInfo, IStorageDriver
@@ -120,21 +121,16 @@ async def read_repository(
     """
     inventory = RepositoryInventory(name)
     root = paths.repository(name)
-
-    def visit(info: FileInfo) -> bool:
-        parts = info.path[len(root) + 1 :].split("/")
-        if info.is_dir:
-            # Uploads are the purger's; a nested repository is walked as
-            # a repository of its own.
-            return parts[0] in ("_layers", "_manifests")
-        _record(inventory, parts, info)
-        return True
-
+    cut = len(root) + 1
     for child in folders:
         try:
-            await driver.walk(f"{root}/{child}", visit)
+            # Below _layers and _manifests no repository nests, and no
+            # upload is kept (they are the purger's, under _uploads).
+            files = await list_files(driver, f"{root}/{child}")
         except PathNotFoundError:
             continue
+        for info in files:
+            _record(inventory, info.path[cut:].split("/"), info)
     return inventory
 
 
@@ -185,20 +181,19 @@ async def read_blobs(
     walked several at once.
     """
     found: dict[Digest, FileInfo] = {}
+    cut = len(BLOBS) + 1
 
-    def visit(info: FileInfo) -> bool:
-        parts = info.path[len(BLOBS) + 1 :].split("/")
-        if not info.is_dir and len(parts) == 4 and parts[3] == "data":
-            digest = _digest(parts[0], parts[2])
-            if digest is not None and digest.hex.startswith(parts[1]):
-                found[digest] = info
-        return info.is_dir and len(parts) <= 3
-
-    async def walk(folder: str) -> None:
+    async def list_folder(folder: str) -> None:
         try:
-            await driver.walk(folder, visit)
+            files = await list_files(driver, folder)
         except PathNotFoundError:
-            pass  # removed meanwhile
+            return  # removed meanwhile
+        for info in files:
+            parts = info.path[cut:].split("/")
+            if len(parts) == 4 and parts[3] == "data":
+                digest = _digest(parts[0], parts[2])
+                if digest is not None and digest.hex.startswith(parts[1]):
+                    found[digest] = info
 
     try:
         algorithms = await driver.list(BLOBS)
@@ -210,5 +205,5 @@ async def read_blobs(
             folders.extend(await driver.list(algorithm))
         except PathNotFoundError:
             continue
-    await map_bounded(walk, folders, limit)
+    await map_bounded(list_folder, folders, limit)
     return found

@@ -7,7 +7,10 @@ behind a load balancer do.
 Storage drivers offer no compare-and-swap, so a lease is taken by writing it,
 waiting long enough for any process that read it as free just before to
 write its own, and reading it back: the last writer holds it, and everyone
-else sees that and backs off.  A lease expires, so a holder that dies frees
+else sees that and backs off.  Such a process wrote within one round trip of
+its read, so the wait is ten round trips as this holder measures them (at
+least half a second): a local disk is not kept waiting for a bucket's
+latency, and a slow bucket gets longer.  A lease expires, so a holder that dies frees
 it; a holder renews it while it works and stops when a renewal finds it gone.
 """
 
@@ -25,6 +28,11 @@ from twisted.internet.task import deferLater
 
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.interfaces import IStorageDriver
+
+# The wait between writing a lease and reading it back: this many round
+# trips of the storage, and no less than this many seconds.
+SETTLE_ROUND_TRIPS = 10
+MIN_SETTLE = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,9 @@ class StorageLease:
 
     @ivar owner: this holder's name, written into the lease.
     @ivar duration: how long a taking or renewal holds it, in seconds.
-    @ivar settle: how long to wait between writing and reading back.
+    @ivar settle: how long to wait between writing and reading back, in
+        seconds; L{None} (the default): L{SETTLE_ROUND_TRIPS} times the
+        longer of this taking's read and write, at least L{MIN_SETTLE}.
     """
 
     def __init__(
@@ -57,7 +67,7 @@ class StorageLease:
         *,
         owner: str | None = None,
         duration: float = 600.0,
-        settle: float = 2.0,
+        settle: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.driver = driver
@@ -67,6 +77,7 @@ class StorageLease:
         self.settle = settle
         self._reactor = reactor
         self._clock = clock
+        self._monotonic = time.monotonic
 
     async def read(self) -> LeaseRecord | None:
         """The lease as stored, or L{None} when there is none (or it does not parse)."""
@@ -90,12 +101,19 @@ class StorageLease:
 
         @return: whether this holder has it now.
         """
+        began = self._monotonic()
         current = await self.read()
+        read_took = self._monotonic() - began
         if current is not None and current.owner != self.owner:
             if current.expires > self._clock():
                 return False
+        began = self._monotonic()
         await self._write()
-        await deferLater(self._reactor, self.settle, lambda: None)
+        settle = self.settle
+        if settle is None:
+            round_trip = max(read_took, self._monotonic() - began)
+            settle = max(MIN_SETTLE, SETTLE_ROUND_TRIPS * round_trip)
+        await deferLater(self._reactor, settle, lambda: None)
         current = await self.read()
         return current is not None and current.owner == self.owner
 

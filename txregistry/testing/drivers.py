@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from zope.interface.verify import verifyObject
 
-from txregistry.drivers.base import ValidatingDriver, delete_many
+from txregistry.drivers.base import ValidatingDriver, delete_many, list_files
 from txregistry.drivers.errors import (
     InvalidOffsetError,
     InvalidPathError,
@@ -41,6 +41,7 @@ from txregistry.drivers.errors import (
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
+    IFileLister,
     IFileReader,
     IFileWriter,
     IStorageDriver,
@@ -692,6 +693,41 @@ class DriverTestsMixin(_Base):
         await self.assert_fails(
             PathNotFoundError, lambda: self.driver.walk(f"{tree}/missing", lambda info: None)
         )
+
+    # -- list_files ----------------------------------------------------------
+
+    async def test_list_files(self) -> None:
+        """
+        Every file below a folder, at any depth, with its size and time;
+        no directories; nothing below a skipped folder's name.
+        """
+        tree = await self._walk_tree()
+        listed = await list_files(self.driver, tree)
+        by_path = {info.path[len(tree) :]: info for info in listed}
+        self.assertEqual(
+            {path: info.size for path, info in by_path.items()},
+            {"/a/1": 3, "/a/2": 3, "/a/sub/deep": 10, "/a-b/x": 5, "/b": 1},
+        )
+        self.assertFalse(any(info.is_dir for info in listed))
+        walked: dict[str, FileInfo] = {}
+
+        def visit(info: FileInfo) -> None:
+            walked[info.path] = info
+
+        await self.driver.walk(tree, visit)
+        for info in listed:
+            self.assertEqual(info.modified, walked[info.path].modified)
+        skipped = await list_files(self.driver, tree, skip={"sub", "a-b"})
+        self.assertEqual(sorted(info.path[len(tree) :] for info in skipped), ["/a/1", "/a/2", "/b"])
+        below = await list_files(self.driver, f"{tree}/a/sub")
+        self.assertEqual([info.path for info in below], [f"{tree}/a/sub/deep"])
+        if IFileLister.providedBy(self.driver):
+            self.assertTrue(verifyObject(IFileLister, self.driver))
+
+    async def test_list_files_missing(self) -> None:
+        """Listing a missing folder fails with L{PathNotFoundError}."""
+        tree = self.tree()
+        await self.assert_fails(PathNotFoundError, lambda: list_files(self.driver, f"{tree}/no"))
 
     # -- paths ---------------------------------------------------------------
 
