@@ -42,9 +42,10 @@ _TEMPORARY_FOLDER = "~tmp"
 # How many entries one trip to the thread pool reads while walking.
 _WALK_READ_AHEAD = 2048
 # Listing a tree (IFileLister) is Python work on metadata the kernel has
-# cached, so threads beyond the CPUs only contend for the GIL: measured at
-# 200 repositories, listing them sixteen at a time in the storage pool took
-# 3.4 s and 3.6 million futex calls, two threads of their own 0.6 s.
+# cached, so threads beyond the CPUs only contend for the GIL: at 200
+# repositories, walking them sixteen at a time in the storage pool took
+# 3.4 s (3.6 million futex calls in one collection); listing them in two
+# threads of their own, 1.2 s with the blob store listed beside them.
 _listing_pool = ThreadPool(2, "txregistry-list")
 
 
