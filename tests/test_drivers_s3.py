@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support import temporary_directory
 from txregistry.config import ConfigError
-from txregistry.drivers.base import ValidatingDriver
+from txregistry.drivers.base import ValidatingDriver, list_files
 from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
 from txregistry.drivers.plugins import driver_factories
 from txregistry.drivers.s3 import S3Driver, S3DriverFactory, _copy_ranges
@@ -60,6 +60,27 @@ class S3DriverTests(DriverTestsMixin, TestCase):
 
     def make_driver(self) -> IStorageDriver:
         return make_s3_driver()
+
+    async def test_directory_marker_alone_is_no_folder(self) -> None:
+        """
+        A "directory marker" object (a key ending in a slash, as some tools
+        make) is no file and no folder: listing and walking below it both
+        say the path is missing, and beside a file it is left out.
+        """
+        raw = self.raw_driver
+        tree = self.tree()
+        marker = raw.key(f"{tree}/marked") + "/"
+        raw.client.put_object(Bucket=BUCKET, Key=marker, Body=b"")
+        self.addCleanup(raw.client.delete_object, Bucket=BUCKET, Key=marker)
+        await self.assert_fails(
+            PathNotFoundError, lambda: list_files(self.driver, f"{tree}/marked")
+        )
+        await self.assert_fails(
+            PathNotFoundError, lambda: self.driver.walk(f"{tree}/marked", lambda info: None)
+        )
+        await self.driver.put_content(f"{tree}/marked/file", b"x")
+        listed = await list_files(self.driver, f"{tree}/marked")
+        self.assertEqual([info.path for info in listed], [f"{tree}/marked/file"])
 
 
 class S3MultipartTests(TestCase):

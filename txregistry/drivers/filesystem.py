@@ -76,14 +76,23 @@ def _remove_folder(folder: str) -> None:
     _remove_tree(folder)
 
 
-def _in_thread(path: str, work: Callable[[], T]) -> Deferred[T]:
+def _in_thread(
+    path: str,
+    work: Callable[[], T],
+    pool: Callable[[Callable[[], T]], Deferred[T]] = in_thread,
+) -> Deferred[T]:
+    """
+    Run C{work} in C{pool} (the storage pool unless given); a missing path
+    fails with L{PathNotFoundError}.
+    """
+
     def run() -> T:
         try:
             return work()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
             raise PathNotFoundError(path) from error
 
-    return in_thread(run)
+    return pool(run)
 
 
 @implementer(ILocalFileReader)
@@ -433,13 +442,7 @@ class FilesystemDriver:
                     continue  # removed meanwhile
             return found
 
-        def run() -> list[FileInfo]:
-            try:
-                return list_tree()
-            except (FileNotFoundError, NotADirectoryError) as error:
-                raise PathNotFoundError(path) from error
-
-        return _listing_pool.run(run)
+        return _in_thread(path, list_tree, _listing_pool.run)
 
 
 class FilesystemDriverFactory:

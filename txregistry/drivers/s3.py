@@ -399,10 +399,10 @@ class S3Driver:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    seen = True
                     key = item["Key"]
                     if key.endswith("/"):
                         continue  # a "directory marker" object some tools create
+                    seen = True  # the folder holds a file, listed or skipped
                     folders = key[len(prefix) :].split("/")[:-1]
                     if skip and any(folder in skip for folder in folders):
                         continue

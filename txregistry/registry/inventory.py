@@ -178,7 +178,7 @@ async def read_blobs(
     """
     Every blob of the registry-wide store, with its C{data} file's size and
     time, by digest.  The 256 two-digit folders of each algorithm are
-    walked several at once.
+    listed several at once.
     """
     found: dict[Digest, FileInfo] = {}
     cut = len(BLOBS) + 1

@@ -10,8 +10,9 @@ write its own, and reading it back: the last writer holds it, and everyone
 else sees that and backs off.  Such a process wrote within one round trip of
 its read, so the wait is ten round trips as this holder measures them (at
 least half a second): a local disk is not kept waiting for a bucket's
-latency, and a slow bucket gets longer.  A lease expires, so a holder that dies frees
-it; a holder renews it while it works and stops when a renewal finds it gone.
+latency, and a slow bucket gets longer.  A lease expires, so a holder that
+dies frees it; a holder renews it while it works and stops when a renewal
+finds it gone.
 """
 
 from __future__ import annotations
