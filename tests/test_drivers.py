@@ -5,7 +5,10 @@ driver, plugin discovery, factory parameters, and the validating wrapper.
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import sys
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.plugin import IPlugin, getPlugins
@@ -17,6 +20,7 @@ from zope.interface.verify import verifyObject
 import twisted.plugins
 from support import temporary_directory
 from txregistry.config import ConfigError
+from txregistry.drivers import filesystem, tree_listing
 from txregistry.drivers.base import ValidatingDriver, check_path, delete_many, list_files
 from txregistry.drivers.errors import InvalidPathError, PathNotFoundError
 from txregistry.drivers.filesystem import FilesystemDriver, FilesystemDriverFactory
@@ -94,6 +98,129 @@ class FilesystemDriverTests(DriverTestsMixin, TestCase):
         self.assertEqual(await delete_many(self.driver, [f"{tree}/doomed"]), [f"{tree}/doomed"])
         self.assertFalse(os.path.lexists(self.root + f"{tree}/doomed"))
         self.assertEqual(await self.driver.get_content(f"{tree}/kept/file"), b"x")
+
+    async def test_listing_process_dies(self) -> None:
+        """
+        A listing helper killed between two listings is started again; one
+        that cannot be started leaves the listing to the thread.
+        """
+        tree = self.tree()
+        await self.driver.put_content(f"{tree}/a/file", b"x")
+        helpers = filesystem._listing_processes
+        self.assertEqual(len(await list_files(self.driver, tree)), 1)
+        for helper in helpers._all:
+            if helper._process is not None:
+                helper._process.kill()
+                helper._process.wait()
+        self.assertEqual(len(await list_files(self.driver, tree)), 1)
+        self.patch(tree_listing.sys, "executable", os.path.join(self.root, "no-python"))
+        helpers.stop_all()
+        listed = await list_files(self.driver, tree)
+        self.assertEqual([info.path for info in listed], [f"{tree}/a/file"])
+        self.assertTrue(helpers._all)
+        self.assertEqual([helper._process for helper in helpers._all], [None] * len(helpers._all))
+
+
+class ListingProcessTests(SynchronousTestCase):
+    """The helper process that lists trees for the filesystem driver."""
+
+    def setUp(self) -> None:
+        self.root = temporary_directory(self)
+        self.helper = tree_listing.ListingProcess()
+        self.addCleanup(self.helper.stop)
+
+    def test_lists(self) -> None:
+        """
+        Every file with its size and time, whatever its name; nothing below
+        a skipped name or the hidden folder; the same as in the thread.
+        """
+        names = ["plain", "new\nline", "tab\tand space", "caf\u00e9", "skipped/below", "hidden/x"]
+        for name in [*names, "deep/er/file"]:
+            path = os.path.join(self.root, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as file:
+                file.write(name.encode())
+        os.mkdir(os.path.join(self.root, "empty"))
+        listed = self.helper.list(self.root, {"skipped"}, os.path.join(self.root, "hidden"))
+        in_thread = list(
+            tree_listing.walk_files(self.root, {"skipped"}, os.path.join(self.root, "hidden"))
+        )
+        self.assertEqual(sorted(listed), sorted(in_thread))
+        by_name = {path[len(self.root) + 1 :]: (size, modified) for path, size, modified in listed}
+        self.assertEqual(sorted(by_name), sorted([*names[:4], "deep/er/file"]))
+        for name, (size, modified) in by_name.items():
+            stat = os.stat(os.path.join(self.root, name))
+            self.assertEqual((size, modified), (stat.st_size, stat.st_mtime))
+
+    def test_undecodable_name(self) -> None:
+        """A name that is not UTF-8 comes back as the thread would list it."""
+        with open(os.path.join(os.fsencode(self.root), b"\xff\xfe"), "wb") as file:
+            file.write(b"x")
+        listed = self.helper.list(self.root, (), None)
+        self.assertEqual(listed, list(tree_listing.walk_files(self.root, (), None)))
+        self.assertEqual(len(listed), 1)
+
+    def test_missing(self) -> None:
+        """A missing folder, or a file, is FileNotFoundError; the helper goes on."""
+        with open(os.path.join(self.root, "file"), "wb") as file:
+            file.write(b"x")
+        for top in (os.path.join(self.root, "missing"), os.path.join(self.root, "file")):
+            self.assertRaises(FileNotFoundError, self.helper.list, top, (), None)
+        self.assertEqual(len(self.helper.list(self.root, (), None)), 1)
+
+    def test_empty(self) -> None:
+        """An empty folder lists nothing."""
+        self.assertEqual(self.helper.list(self.root, (), None), [])
+
+    def test_error_answered(self) -> None:
+        """A request the helper cannot carry out is answered with its error."""
+        self.assertEqual(tree_listing._answer(b"not json")[0], b"error")
+        answers = io.BytesIO()
+        tree_listing.serve(io.BytesIO(b'{"top": 1}\n'), answers)
+        status, payload = answers.getvalue().split(b"\n", 1)
+        self.assertEqual(status, b"error %d" % len(payload))
+        self.assertIn(b"KeyError", payload)
+
+    def test_error_raised(self) -> None:
+        """An error while listing is raised by the caller as an OSError."""
+        self.patch(tree_listing, "_encode", lambda text: b"{")
+        self.assertRaises(OSError, self.helper.list, self.root, (), None)
+
+    def test_helper_restarted(self) -> None:
+        """A helper that died since its last listing is started again."""
+        self.helper.list(self.root, (), None)
+        process = self.helper._process
+        assert process is not None
+        process.kill()
+        process.wait()
+        self.assertEqual(self.helper.list(self.root, (), None), [])
+        self.assertIsNot(self.helper._process, process)
+
+    def test_helper_dies_listing(self) -> None:
+        """
+        A helper that dies during a listing fails it with ListingFailed, and
+        is stopped; the next listing starts another.
+        """
+        self.helper._process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.readline()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.assertRaises(tree_listing.ListingFailed, self.helper.list, self.root, (), None)
+        self.assertIsNone(self.helper._process)
+        self.assertEqual(self.helper.list(self.root, (), None), [])
+
+    def test_stop_all(self) -> None:
+        """Stopping every helper ends their processes."""
+        helpers = tree_listing.ListingProcesses()
+        helper = helpers.for_this_thread()
+        self.assertIs(helpers.for_this_thread(), helper)
+        helper.list(self.root, (), None)
+        process = helper._process
+        assert process is not None
+        helpers.stop_all()
+        self.assertIsNotNone(process.poll())
+        helpers.stop_all()
 
 
 class InMemoryDriverTests(DriverTestsMixin, TestCase):

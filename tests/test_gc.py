@@ -466,6 +466,21 @@ class SweepSafetyTests(TestCase):
         self.assertEqual(result.blobs_deleted, [])
         self.assertEqual(result.kept_young, 1)
 
+    async def test_link_folder_without_link(self) -> None:
+        """
+        A repository's link folder holding no link (Distribution's blob
+        delete leaves the folder) does not keep the blob as newly linked.
+        """
+        c = self.content
+        layer = await c.blob("app", b"garbage")
+        stray = paths.layer_link("other", layer).rsplit("/", 1)[0] + "/stray"
+        await self.driver.put_content(stray, b"not a link")
+        result = await collect(self.driver)
+        self.assertEqual(result.blobs_deleted, [layer])
+        self.assertEqual(result.kept_young, 0)
+        self.assertFalse(await c.stored(layer))
+        self.assertEqual(await self.driver.get_content(stray), b"not a link")
+
 
 class LongSweepTests(TestCase):
     """A sweep longer than a minute renews the lease, and the notice's expiry with it."""

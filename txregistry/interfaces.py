@@ -257,6 +257,24 @@ class IBatchDeleter(Interface):
         """
 
 
+class IBatchReader(Interface):
+    """
+    Optional, for a L{IStorageDriver} that reads many small files at a
+    lower cost than one L{IStorageDriver.get_content} each (the filesystem
+    reads them in one trip to a thread).  Garbage collection reads every
+    manifest through it; L{txregistry.drivers.base.get_contents} falls back
+    to one read after another for drivers without it.
+    """
+
+    def get_contents(paths: Sequence[str]) -> Deferred[dict[str, bytes]]:
+        """
+        Read each of C{paths} as L{IStorageDriver.get_content} would.
+
+        @return: fires with the content of each path, by path; a path where
+            no file is stored is left out.
+        """
+
+
 class IFileLister(Interface):
     """
     Optional, for a L{IStorageDriver} that lists every file of a tree at a

@@ -21,6 +21,7 @@ from txregistry.drivers.errors import InvalidOffsetError, InvalidPathError, Path
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
+    IBatchReader,
     IFileLister,
     IFileReader,
     IFileWriter,
@@ -104,6 +105,28 @@ def delete_many(driver: IStorageDriver, paths: Sequence[str]) -> Deferred[list[s
     return ensureDeferred(one_by_one())
 
 
+def get_contents(driver: IStorageDriver, paths: Sequence[str]) -> Deferred[dict[str, bytes]]:
+    """
+    Read C{paths} through C{driver}: all at once where it provides
+    L{IBatchReader}, else one after another.  See
+    L{IBatchReader.get_contents}.
+    """
+    if IBatchReader.providedBy(driver):
+        read: Deferred[dict[str, bytes]] = driver.get_contents(paths)
+        return read
+
+    async def one_by_one() -> dict[str, bytes]:
+        found = {}
+        for path in paths:
+            try:
+                found[path] = await driver.get_content(path)
+            except PathNotFoundError:
+                continue
+        return found
+
+    return ensureDeferred(one_by_one())
+
+
 def list_files(
     driver: IStorageDriver, path: str, skip: Collection[str] = ()
 ) -> Deferred[list[FileInfo]]:
@@ -125,7 +148,7 @@ def list_files(
     return driver.walk(path, visit).addCallback(lambda _: found)
 
 
-@implementer(IStorageDriver, IBatchDeleter, IFileLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister)
 class ValidatingDriver:
     """
     An L{IStorageDriver} that checks every path, then delegates to C{driver}
@@ -207,6 +230,16 @@ class ValidatingDriver:
             return delete_many(self.driver, paths)
 
         return self._call("delete_many", start)
+
+    def get_contents(self, paths: Sequence[str]) -> Deferred[dict[str, bytes]]:
+        """See L{IBatchReader.get_contents}: the driver's own, or one read after another."""
+
+        def start() -> Deferred[dict[str, bytes]]:
+            for path in paths:
+                check_path(path)
+            return get_contents(self.driver, paths)
+
+        return self._call("get_contents", start)
 
     def list_files(
         self, path: str, skip: Collection[str] = ()

@@ -7,13 +7,14 @@ data.  Every blocking call runs in the reactor's thread pool.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import errno
 import os
 import shutil
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -21,9 +22,11 @@ from zope.interface import implementer
 
 from txregistry.config import ConfigError, check_parameters
 from txregistry.drivers.errors import PathNotFoundError
+from txregistry.drivers.tree_listing import Entry, ListingFailed, ListingProcesses, walk_files
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
+    IBatchReader,
     IFileLister,
     IFileReader,
     IFileWriter,
@@ -45,8 +48,11 @@ _WALK_READ_AHEAD = 2048
 # cached, so threads beyond the CPUs only contend for the GIL: at 200
 # repositories, walking them sixteen at a time in the storage pool took
 # 3.4 s (3.6 million futex calls in one collection); listing them in two
-# threads of their own, 1.2 s with the blob store listed beside them.
+# threads of their own, 1.2 s with the blob store listed beside them; each
+# thread handing its trees to a helper process (tree_listing), 0.8 s.
 _listing_pool = ThreadPool(2, "txregistry-list")
+_listing_processes = ListingProcesses()
+atexit.register(_listing_processes.stop_all)
 
 
 def _remove_tree(folder: str) -> None:
@@ -168,7 +174,7 @@ class FilesystemWriter:
         return in_thread(close_and_remove)
 
 
-@implementer(IStorageDriver, IBatchDeleter, IFileLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister)
 class FilesystemDriver:
     """
     Stores each driver path as a file under C{root}.
@@ -192,6 +198,25 @@ class FilesystemDriver:
                 return file.read()
 
         return _in_thread(path, read)
+
+    def get_contents(self, paths: Sequence[str]) -> Deferred[dict[str, bytes]]:
+        """
+        See L{IBatchReader.get_contents}: all in one trip to the thread
+        pool (garbage collection reads thousands of manifests: one trip
+        each made reading them take three times as long).
+        """
+
+        def read_all() -> dict[str, bytes]:
+            found = {}
+            for path in paths:
+                try:
+                    with open(self._full(path), "rb") as file:
+                        found[path] = file.read()
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                    continue
+            return found
+
+        return in_thread(read_all)
 
     def put_content(self, path: str, content: bytes) -> Deferred[None]:
         """See L{IStorageDriver.put_content}."""
@@ -409,38 +434,22 @@ class FilesystemDriver:
     ) -> Deferred[builtins.list[FileInfo]]:
         """
         See L{IFileLister.list_files}: the whole tree in one trip to a pool
-        of two threads, directories told apart by the entry's type (no
-        C{stat}), files C{stat}-ed once.
+        of two threads, each of which has it listed by a helper process of
+        its own (L{txregistry.drivers.tree_listing}), or lists it itself
+        when the helper cannot be started or dies.
         """
         top = self._full(path)
         cut = len(self.root)
+        hidden = os.path.join(self.root, _TEMPORARY_FOLDER)
 
         def list_tree() -> list[FileInfo]:
-            if not os.path.isdir(top):
-                raise FileNotFoundError(errno.ENOENT, "no such directory", top)
-            found: list[FileInfo] = []
-            pending = [top]
-            while pending:
-                folder = pending.pop()
-                try:
-                    with os.scandir(folder) as entries:
-                        for entry in entries:
-                            if entry.is_dir():
-                                if entry.name not in skip and not (
-                                    folder == self.root and entry.name == _TEMPORARY_FOLDER
-                                ):
-                                    pending.append(entry.path)
-                                continue
-                            try:
-                                result = entry.stat()
-                            except FileNotFoundError:
-                                continue  # removed meanwhile
-                            found.append(
-                                FileInfo(entry.path[cut:], result.st_size, result.st_mtime, False)
-                            )
-                except (FileNotFoundError, NotADirectoryError):
-                    continue  # removed meanwhile
-            return found
+            try:
+                entries: Iterable[Entry] = _listing_processes.for_this_thread().list(
+                    top, skip, hidden
+                )
+            except ListingFailed:
+                entries = walk_files(top, skip, hidden)
+            return [FileInfo(name[cut:], size, modified, False) for name, size, modified in entries]
 
         return _in_thread(path, list_tree, _listing_pool.run)
 

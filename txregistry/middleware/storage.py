@@ -14,10 +14,11 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, MiddlewareEntry
-from txregistry.drivers.base import delete_many, list_files
+from txregistry.drivers.base import delete_many, get_contents, list_files
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
+    IBatchReader,
     IFileLister,
     IFileReader,
     IFileWriter,
@@ -26,7 +27,7 @@ from txregistry.interfaces import (
 )
 
 
-@implementer(IStorageDriver, IBatchDeleter, IFileLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister)
 class DelegatingDriver:
     """
     An L{IStorageDriver} that passes every call to C{driver}: a middleware
@@ -82,6 +83,13 @@ class DelegatingDriver:
         that changes L{delete} changes this too.
         """
         return delete_many(self.driver, paths)
+
+    def get_contents(self, paths: Sequence[str]) -> Deferred[dict[str, bytes]]:
+        """
+        See L{IBatchReader.get_contents}: the wrapped driver's.  A middleware
+        that changes L{get_content} changes this too.
+        """
+        return get_contents(self.driver, paths)
 
     def list_files(
         self, path: str, skip: Collection[str] = ()

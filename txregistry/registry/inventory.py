@@ -9,6 +9,7 @@ L{txregistry.registry.paths}); anything else found among them is left alone.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,11 +25,17 @@ from txregistry.registry.parallel import DEFAULT_PARALLELISM, map_bounded
 BLOBS = f"{paths.ROOT}/blobs"
 
 
+# The time of a link known only by its folder's name (see read_layer_names):
+# later than any other, so that whoever compares it takes it for new.
+UNSEEN = math.inf
+
+
 @dataclass(frozen=True)
 class Link:
     """
     One link file: the digest its path names, the path, and when it was
-    last written (storage's clock; 0 where the driver keeps no times).
+    last written (storage's clock; 0 where the driver keeps no times;
+    L{UNSEEN} where only the name of the link's folder was read).
     """
 
     digest: Digest
@@ -109,6 +116,8 @@ EVERYTHING = ("_layers", "_manifests")
 LINKS = ("_layers", "_manifests/revisions")
 # The links, and the referrers index.
 LINKS_AND_REFERRERS = (*LINKS, "_manifests/referrers")
+# The links to manifests alone.
+REVISIONS = ("_manifests/revisions",)
 
 
 async def read_repository(
@@ -134,6 +143,30 @@ async def read_repository(
     return inventory
 
 
+async def read_layer_names(driver: IStorageDriver, inventory: RepositoryInventory) -> None:
+    """
+    Fill C{inventory.layers} from the names of the link folders alone, each
+    link's time L{UNSEEN}: no link is read or C{stat}-ed, one listing per
+    algorithm where a walk reads a folder per blob.  A link written again
+    in place, its folder already there, goes unnoticed.
+    """
+    top = f"{paths.repository(inventory.name)}/_layers"
+    try:
+        algorithms = await driver.list(top)
+    except PathNotFoundError:
+        return
+    for folder in algorithms:
+        algorithm = folder.rsplit("/", 1)[1]
+        try:
+            children = await driver.list(folder)
+        except PathNotFoundError:
+            continue  # removed meanwhile
+        for child in children:
+            digest = _digest(algorithm, child.rsplit("/", 1)[1])
+            if digest is not None:
+                inventory.layers[digest] = Link(digest, f"{child}/link", UNSEEN)
+
+
 async def read_tags(
     driver: IStorageDriver, inventory: RepositoryInventory, limit: int = DEFAULT_PARALLELISM
 ) -> None:
@@ -156,15 +189,19 @@ async def read_repositories(
     limit: int = DEFAULT_PARALLELISM,
     folders: Sequence[str] = EVERYTHING,
     tags: bool = True,
+    layer_names: bool = False,
 ) -> list[RepositoryInventory]:
     """
     Every repository's inventory as far as C{folders} hold it, in catalog
     order, several walked at once; with C{tags}, where each tag points is
-    read too (L{read_tags}).
+    read too (L{read_tags}); with C{layer_names}, the links to blobs are
+    known by name only (L{read_layer_names}).
     """
 
     async def read(name: str) -> RepositoryInventory:
         inventory = await read_repository(driver, name, folders)
+        if layer_names:
+            await read_layer_names(driver, inventory)
         if tags:
             await read_tags(driver, inventory, limit)
         return inventory

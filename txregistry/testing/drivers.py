@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from zope.interface.verify import verifyObject
 
-from txregistry.drivers.base import ValidatingDriver, delete_many, list_files
+from txregistry.drivers.base import ValidatingDriver, delete_many, get_contents, list_files
 from txregistry.drivers.errors import (
     InvalidOffsetError,
     InvalidPathError,
@@ -41,6 +41,7 @@ from txregistry.drivers.errors import (
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
+    IBatchReader,
     IFileLister,
     IFileReader,
     IFileWriter,
@@ -624,6 +625,21 @@ class DriverTestsMixin(_Base):
         if IBatchDeleter.providedBy(self.driver):
             self.assertTrue(verifyObject(IBatchDeleter, self.driver))
 
+    # -- get_contents --------------------------------------------------------
+
+    async def test_get_contents(self) -> None:
+        """
+        Each file's content by path; a missing path, or a directory, is
+        left out.
+        """
+        tree = await self._walk_tree()
+        paths = [f"{tree}/a/1", f"{tree}/missing", f"{tree}/a", f"{tree}/b/below", f"{tree}/b"]
+        read = await get_contents(self.driver, paths)
+        self.assertEqual(read, {f"{tree}/a/1": b"a/1", f"{tree}/b": b"b"})
+        self.assertEqual(await get_contents(self.driver, []), {})
+        if IBatchReader.providedBy(self.driver):
+            self.assertTrue(verifyObject(IBatchReader, self.driver))
+
     # -- walk ----------------------------------------------------------------
 
     async def _walk_tree(self) -> str:
@@ -747,6 +763,9 @@ class DriverTestsMixin(_Base):
             "delete": lambda: driver.delete(path),
             "redirect_url": lambda: driver.redirect_url("GET", path),
             "walk": lambda: driver.walk(path, lambda info: None),
+            "delete_many": lambda: driver.delete_many([legal, path]),
+            "get_contents": lambda: driver.get_contents([legal, path]),
+            "list_files": lambda: driver.list_files(path),
         }
 
     async def test_invalid_paths(self) -> None:
@@ -770,7 +789,7 @@ class DriverTestsMixin(_Base):
         self.tree()
         await self.driver.put_content(TREE + "/legal", b"x")
         operations = self._operations("/")
-        for operation in ("list", "walk", "delete"):
+        for operation in ("list", "walk", "delete", "list_files"):
             del operations[operation]
         for operation, call in operations.items():
             try:
