@@ -41,6 +41,12 @@ from txregistry.config import (
 )
 from txregistry.config.core import Section
 from txregistry.config.maintenance import GCConfig, UploadPurgingConfig
+from txregistry.config.notifications import (
+    EndpointConfig,
+    IgnoreConfig,
+    NotificationsConfig,
+    OutboxConfig,
+)
 from txregistry.config.sections import SCHEMA, SECTIONS
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
@@ -498,7 +504,6 @@ class MistakeTests(ConfigTestCase):
     def test_unsupported_sections_refused(self) -> None:
         """Sections whose absence would weaken security or lose data stop start-up."""
         for extra, key in [
-            ("notifications: {endpoints: []}\n", "notifications"),
             ("proxy: {remoteurl: https://registry-1.docker.io}\n", "proxy"),
             ("http: {tls: {letsencrypt: {cachefile: /le}}}\n", "http.tls.letsencrypt"),
             ("middleware: {registry: [{name: x}]}\n", "middleware.registry"),
@@ -558,6 +563,395 @@ class MistakeTests(ConfigTestCase):
         self.assertIn("is not valid YAML at line 6, column 4", error.problem)
         error = self.error("version: 0.1\n\tstorage: x\n")
         self.assertIn("line 2", error.problem)
+
+
+class NotificationsSectionTests(ConfigTestCase):
+    """
+    C{notifications}: Distribution's endpoints and events, with its defaults,
+    and txregistry's C{sink}, C{options} and C{outbox}.
+    """
+
+    def test_distribution_example(self) -> None:
+        """Distribution's documented example becomes the typed section, key by key."""
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                notifications:
+                  events:
+                    includereferences: true
+                  endpoints:
+                    - name: alistener
+                      disabled: false
+                      url: https://my.listener.com/event
+                      headers:
+                        Authorization: ["Bearer <your token, if needed>"]
+                        X-Several: [one, two]
+                      timeout: 500ms
+                      threshold: 5
+                      backoff: 2s
+                      ignoredmediatypes:
+                        - application/octet-stream
+                      ignore:
+                        mediatypes:
+                           - application/vnd.oci.image.index.v1+json
+                        actions:
+                           - pull
+                           - mount
+                """
+            )
+        )
+        self.assertEqual(
+            config.notifications,
+            NotificationsConfig(
+                endpoints=(
+                    EndpointConfig(
+                        name="alistener",
+                        url="https://my.listener.com/event",
+                        disabled=False,
+                        headers={
+                            "Authorization": ("Bearer <your token, if needed>",),
+                            "X-Several": ("one", "two"),
+                        },
+                        timeout=0.5,
+                        threshold=5,
+                        backoff=2.0,
+                        ignored_media_types=("application/octet-stream",),
+                        ignore=IgnoreConfig(
+                            media_types=("application/vnd.oci.image.index.v1+json",),
+                            actions=("pull", "mount"),
+                        ),
+                    ),
+                ),
+                include_references=True,
+            ),
+        )
+        self.assertEqual(config.warnings, ())
+
+    def test_txregistry_keys(self) -> None:
+        """C{sink}, C{options} and C{outbox} are read; a header may be one string."""
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                notifications:
+                  endpoints:
+                    - name: queue.1
+                      url: http://127.0.0.1:8080/
+                      sink: amqp
+                      options: {exchange: registry, durable: true}
+                      headers: {X-One: single}
+                  outbox:
+                    path: /var/spool/registry-events
+                    maxbytes: 4096
+                """
+            )
+        )
+        self.assertEqual(
+            config.notifications,
+            NotificationsConfig(
+                endpoints=(
+                    EndpointConfig(
+                        name="queue.1",
+                        url="http://127.0.0.1:8080/",
+                        headers={"X-One": ("single",)},
+                        sink="amqp",
+                        options={"exchange": "registry", "durable": True},
+                    ),
+                ),
+                outbox=OutboxConfig(path="/var/spool/registry-events", max_bytes=4096),
+            ),
+        )
+
+    def test_absent(self) -> None:
+        """Without the section, or with nothing in it, there are no endpoints."""
+        for extra in (
+            "",
+            "notifications:\n",
+            "notifications: {}\n",
+            "notifications: {endpoints: []}\n",
+            "notifications: {endpoints: , events: , outbox: }\n",
+        ):
+            notifications = load(MINIMAL + extra).notifications
+            self.assertEqual(notifications, NotificationsConfig(), extra)
+            self.assertEqual(
+                (notifications.include_references, notifications.outbox),
+                (False, OutboxConfig(None, 1024 * 1024 * 1024)),
+            )
+
+    def test_endpoint_defaults(self) -> None:
+        """An endpoint with only a name and a URL has Distribution's defaults, and ours."""
+        (endpoint,) = load(
+            MINIMAL + "notifications: {endpoints: [{name: a, url: 'http://h/'}]}\n"
+        ).notifications.endpoints
+        self.assertEqual(
+            endpoint,
+            EndpointConfig(
+                "a", "http://h/", False, {}, 1.0, 10, 1.0, (), IgnoreConfig((), ()), "webhook", {}
+            ),
+        )
+
+    def test_non_positive_take_defaults(self) -> None:
+        """As in Distribution, a zero or negative timeout, threshold or backoff is the default."""
+        for settings in (
+            "timeout: 0s, threshold: 0, backoff: 0s",
+            "timeout: 0, threshold: -3, backoff: -1000",
+            "timeout: , threshold: , backoff: ",
+        ):
+            (endpoint,) = load(
+                MINIMAL
+                + f"notifications: {{endpoints: [{{name: a, url: 'http://h/', {settings}}}]}}\n"
+            ).notifications.endpoints
+            self.assertEqual(
+                (endpoint.timeout, endpoint.threshold, endpoint.backoff), (1.0, 10, 1.0), settings
+            )
+        (endpoint,) = load(
+            MINIMAL
+            + "notifications: {endpoints: [{name: a, url: 'http://h/', timeout: 2000000000,"
+            + " threshold: 1, backoff: 1m30s}]}\n"
+        ).notifications.endpoints
+        self.assertEqual((endpoint.timeout, endpoint.threshold, endpoint.backoff), (2.0, 1, 90.0))
+
+    def test_enabled_endpoints(self) -> None:
+        """C{enabled_endpoints} leaves out the disabled ones, keeping the order."""
+        notifications = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                notifications:
+                  endpoints:
+                    - {name: a, url: 'http://h/a'}
+                    - {name: b, url: 'http://h/b', disabled: true}
+                    - {name: c, url: 'http://h/c', disabled: false}
+                """
+            )
+        ).notifications
+        self.assertEqual([endpoint.name for endpoint in notifications.endpoints], ["a", "b", "c"])
+        self.assertEqual(
+            [endpoint.name for endpoint in notifications.enabled_endpoints()], ["a", "c"]
+        )
+        self.assertEqual(NotificationsConfig().enabled_endpoints(), ())
+
+    def test_environment(self) -> None:
+        """C{REGISTRY_NOTIFICATIONS_*} sets the section's keys, read as YAML."""
+        notifications = load(
+            MINIMAL,
+            REGISTRY_NOTIFICATIONS_EVENTS_INCLUDEREFERENCES="true",
+            REGISTRY_NOTIFICATIONS_OUTBOX_PATH="/x",
+            REGISTRY_NOTIFICATIONS_OUTBOX_MAXBYTES="5",
+            REGISTRY_NOTIFICATIONS_ENDPOINTS="[{name: a, url: 'https://h/', threshold: 3}]",
+        ).notifications
+        self.assertEqual(
+            notifications,
+            NotificationsConfig(
+                endpoints=(EndpointConfig("a", "https://h/", threshold=3),),
+                include_references=True,
+                outbox=OutboxConfig("/x", 5),
+            ),
+        )
+        # An override replaces the file's value.
+        notifications = load(
+            MINIMAL + "notifications: {events: {includereferences: true}, outbox: {path: /y}}\n",
+            REGISTRY_NOTIFICATIONS_EVENTS_INCLUDEREFERENCES="false",
+            REGISTRY_NOTIFICATIONS_OUTBOX_PATH="/x",
+        ).notifications
+        self.assertEqual(
+            (notifications.include_references, notifications.outbox.path), (False, "/x")
+        )
+
+    def test_environment_mistakes(self) -> None:
+        """Overrides are checked like the file, each mistake named."""
+        for variable, value, key in [
+            ("REGISTRY_NOTIFICATIONS_EVENTS_BOGUS", "1", "REGISTRY_NOTIFICATIONS_EVENTS_BOGUS"),
+            ("REGISTRY_NOTIFICATIONS_OUTBOX_BOGUS", "1", "REGISTRY_NOTIFICATIONS_OUTBOX_BOGUS"),
+            ("REGISTRY_NOTIFICATIONS_BOGUS", "1", "notifications.bogus"),
+            (
+                "REGISTRY_NOTIFICATIONS_EVENTS_INCLUDEREFERENCES",
+                "sometimes",
+                "notifications.events.includereferences",
+            ),
+            ("REGISTRY_NOTIFICATIONS_OUTBOX_MAXBYTES", "0", "notifications.outbox.maxbytes"),
+            ("REGISTRY_NOTIFICATIONS_ENDPOINTS_NAME", "a", "notifications.endpoints"),
+            ("REGISTRY_NOTIFICATIONS_ENDPOINTS", "[{name: a}]", "notifications.endpoints[0].url"),
+        ]:
+            error = self.error(MINIMAL, **{variable: value})
+            self.assertEqual(error.key, key, variable)
+
+    def test_unknown_keys(self) -> None:
+        """An unknown key anywhere in the section is named by its dotted path."""
+        for section, key in [
+            ("{bogus: 1}", "notifications.bogus"),
+            ("{events: {bogus: 1}}", "notifications.events.bogus"),
+            ("{outbox: {bogus: 1}}", "notifications.outbox.bogus"),
+            (
+                "{endpoints: [{name: a, url: 'http://h/', bogus: 1}]}",
+                "notifications.endpoints[0].bogus",
+            ),
+            (
+                "{endpoints: [{name: a, url: 'http://h/'}, {name: b, url: 'http://h/', x: 1}]}",
+                "notifications.endpoints[1].x",
+            ),
+            (
+                "{endpoints: [{name: a, url: 'http://h/', ignore: {bogus: 1}}]}",
+                "notifications.endpoints[0].ignore.bogus",
+            ),
+        ]:
+            error = self.error(MINIMAL + f"notifications: {section}\n")
+            self.assertEqual((error.key, error.problem), (key, "unknown key"), section)
+
+    def test_mistakes(self) -> None:
+        """Every other mistake names its exact key."""
+        endpoint = "name: a, url: 'http://h/'"
+        for section, key in [
+            ("[]", "notifications"),
+            ("{events: []}", "notifications.events"),
+            ("{events: {includereferences: maybe}}", "notifications.events.includereferences"),
+            ("{endpoints: {name: a, url: 'http://h/'}}", "notifications.endpoints"),
+            ("{endpoints: a}", "notifications.endpoints"),
+            ("{endpoints: [a]}", "notifications.endpoints[0]"),
+            (f"{{endpoints: [{{{endpoint}}}, ]}}", None),
+            (f"{{endpoints: [{{{endpoint}}}, null]}}", "notifications.endpoints[1]"),
+            ("{endpoints: [{url: 'http://h/'}]}", "notifications.endpoints[0].name"),
+            ("{endpoints: [{name: a}]}", "notifications.endpoints[0].url"),
+            ("{endpoints: [{name: [a], url: 'http://h/'}]}", "notifications.endpoints[0].name"),
+            ("{endpoints: [{name: '', url: 'http://h/'}]}", "notifications.endpoints[0].name"),
+            ("{endpoints: [{name: -a, url: 'http://h/'}]}", "notifications.endpoints[0].name"),
+            ("{endpoints: [{name: a/b, url: 'http://h/'}]}", "notifications.endpoints[0].name"),
+            ("{endpoints: [{name: a b, url: 'http://h/'}]}", "notifications.endpoints[0].name"),
+            ("{endpoints: [{name: a, url: [x]}]}", "notifications.endpoints[0].url"),
+            ("{endpoints: [{name: a, url: 'ftp://h/'}]}", "notifications.endpoints[0].url"),
+            ("{endpoints: [{name: a, url: 'https:///path'}]}", "notifications.endpoints[0].url"),
+            ("{endpoints: [{name: a, url: 'h/event'}]}", "notifications.endpoints[0].url"),
+            ("{endpoints: [{name: a, url: 'http://h:port/'}]}", "notifications.endpoints[0].url"),
+            ("{endpoints: [{name: a, url: 'http://[::1/'}]}", "notifications.endpoints[0].url"),
+            (
+                f"{{endpoints: [{{{endpoint}, disabled: 1}}]}}",
+                "notifications.endpoints[0].disabled",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, headers: [X]}}]}}",
+                "notifications.endpoints[0].headers",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, headers: {{X-A: [1]}}}}]}}",
+                "notifications.endpoints[0].headers.X-A",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, headers: {{X-A: }}}}]}}",
+                "notifications.endpoints[0].headers.X-A",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, headers: {{1: [a]}}}}]}}",
+                "notifications.endpoints[0].headers.1",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, timeout: soon}}]}}",
+                "notifications.endpoints[0].timeout",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, timeout: 1.5}}]}}",
+                "notifications.endpoints[0].timeout",
+            ),
+            (f"{{endpoints: [{{{endpoint}, backoff: 1y}}]}}", "notifications.endpoints[0].backoff"),
+            (
+                f"{{endpoints: [{{{endpoint}, threshold: 2.5}}]}}",
+                "notifications.endpoints[0].threshold",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, threshold: true}}]}}",
+                "notifications.endpoints[0].threshold",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, ignoredmediatypes: [1]}}]}}",
+                "notifications.endpoints[0].ignoredmediatypes",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, ignore: {{mediatypes: a}}}}]}}",
+                "notifications.endpoints[0].ignore.mediatypes",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, ignore: {{actions: [pull, fetch]}}}}]}}",
+                "notifications.endpoints[0].ignore.actions[1]",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, ignore: [pull]}}]}}",
+                "notifications.endpoints[0].ignore",
+            ),
+            (f"{{endpoints: [{{{endpoint}, sink: ''}}]}}", "notifications.endpoints[0].sink"),
+            (f"{{endpoints: [{{{endpoint}, sink: [a]}}]}}", "notifications.endpoints[0].sink"),
+            (
+                f"{{endpoints: [{{{endpoint}, options: [a]}}]}}",
+                "notifications.endpoints[0].options",
+            ),
+            (
+                f"{{endpoints: [{{{endpoint}, options: {{1: a}}}}]}}",
+                "notifications.endpoints[0].options.1",
+            ),
+            ("{outbox: []}", "notifications.outbox"),
+            ("{outbox: {path: ''}}", "notifications.outbox.path"),
+            ("{outbox: {path: [a]}}", "notifications.outbox.path"),
+            ("{outbox: {maxbytes: 0}}", "notifications.outbox.maxbytes"),
+            ("{outbox: {maxbytes: -1}}", "notifications.outbox.maxbytes"),
+            ("{outbox: {maxbytes: 1GiB}}", "notifications.outbox.maxbytes"),
+            ("{outbox: {maxbytes: 1.5}}", "notifications.outbox.maxbytes"),
+        ]:
+            text = MINIMAL + f"notifications: {section}\n"
+            if key is None:
+                # YAML's trailing comma in a flow list adds no entry.
+                self.assertEqual(len(load(text).notifications.endpoints), 1)
+                continue
+            error = self.error(text)
+            self.assertEqual(error.key, key, section)
+            self.assertNotIn("\n", str(error))
+
+    def test_missing_said(self) -> None:
+        """A missing name or URL is said to be missing."""
+        for entry, key in [
+            ("{url: 'http://h/'}", "notifications.endpoints[0].name"),
+            ("{name: a, disabled: true}", "notifications.endpoints[0].url"),
+        ]:
+            error = self.error(MINIMAL + f"notifications: {{endpoints: [{entry}]}}\n")
+            self.assertEqual(error.key, key)
+            self.assertIn("missing", error.problem)
+
+    def test_name_rule_said(self) -> None:
+        """A name that cannot be used says what a name must be."""
+        error = self.error(
+            MINIMAL + "notifications: {endpoints: [{name: ../etc, url: 'http://h/'}]}\n"
+        )
+        self.assertIn("[A-Za-z0-9][A-Za-z0-9._-]*", error.problem)
+
+    def test_unknown_action_said(self) -> None:
+        """An unknown action is named, with the actions there are."""
+        error = self.error(
+            MINIMAL
+            + "notifications: {endpoints: [{name: a, url: 'http://h/',"
+            + " ignore: {actions: [get]}}]}\n"
+        )
+        for action in ("pull", "push", "mount", "delete"):
+            self.assertIn(action, error.problem)
+
+    def test_names_unique(self) -> None:
+        """
+        Two endpoints may not share a name, even differing in case only (a
+        name is a file name, and some filesystems ignore case); the second is
+        named, with the first.
+        """
+        for second in ("hook", "HOOK"):
+            error = self.error(
+                MINIMAL
+                + textwrap.dedent(
+                    f"""\
+                    notifications:
+                      endpoints:
+                        - {{name: hook, url: 'http://h/1'}}
+                        - {{name: other, url: 'http://h/2'}}
+                        - {{name: {second}, url: 'http://h/3', disabled: true}}
+                    """
+                )
+            )
+            self.assertEqual(error.key, "notifications.endpoints[2].name", second)
+            self.assertIn("notifications.endpoints[0]", error.problem)
 
 
 class TLSSectionTests(ConfigTestCase):

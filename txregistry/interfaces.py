@@ -471,3 +471,53 @@ class IAccessControllerFactory(Interface):
             (C{auth.htpasswd.path}), for an unknown option, a missing one
             or a bad value.
         """
+
+
+# -- notifications -------------------------------------------------------------
+
+
+class IEventSink(Interface):
+    """
+    Where one notification endpoint's events go (the card's notifier): a
+    webhook (the built-in C{webhook} sink) or a message broker.  The
+    registry hands it batches in order, one at a time, and hands the same
+    batch again after a failure (events keep their C{id} across retries,
+    so a receiver can drop the ones it has seen): delivery is at least
+    once.  A sink neither retries nor queues: the registry's outbox does.
+    """
+
+    def write(events: Sequence[Mapping[str, Any]]) -> Deferred[None]:
+        """
+        Deliver C{events} (Distribution's event documents, oldest first).
+
+        @return: a Deferred firing when the receiver has them, or failing
+            with any exception when it may not (the batch is then written
+            again later).  A sink bounds the time it takes (the endpoint's
+            C{timeout}).
+        """
+
+    def close() -> Deferred[None]:
+        """Release what the sink holds (connections); no write follows."""
+
+
+class IEventSinkFactory(Interface):
+    """
+    A Twisted plugin (also providing L{twisted.plugin.IPlugin}) that makes
+    event sinks.  A notification endpoint names one with its C{sink} key
+    (txregistry's own; C{webhook} when absent), and C{create} gets the
+    endpoint's configuration.
+    """
+
+    name = Attribute("The name an endpoint's sink key selects the factory by.")
+
+    def create(endpoint: Any) -> IEventSink:
+        """
+        Make the sink of one endpoint, at start-up.
+
+        @param endpoint: a L{txregistry.config.notifications.EndpointConfig}
+            (its C{url}, C{headers}, C{timeout}, and its C{options}
+            mapping for what a third-party sink needs beyond them).
+        @raise txregistry.config.ConfigError: naming the key below the
+            endpoint (C{options.topic}; the registry names the endpoint)
+            for an option that is missing or wrong.
+        """

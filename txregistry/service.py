@@ -30,6 +30,7 @@ from twisted.python import usage
 from txregistry.auth.plugins import access_controller_factories
 from txregistry.config import Config, ConfigError
 from txregistry.configured import build_driver, read_config
+from txregistry.events.notifier import Notifications
 from txregistry.interfaces import IAccessController, IStorageDriver
 from txregistry.logs import log_level, observer_factory
 from txregistry.memory import limit_malloc_arenas
@@ -93,20 +94,24 @@ class RegistryService(StreamServerEndpointService):
         site: RegistrySite,
         drain_timeout: float,
         jobs: Sequence[ScheduledJob] = (),
+        notifications: Notifications | None = None,
     ) -> None:
         super().__init__(endpoint, site)
         self.site = site
         self.drain_timeout = drain_timeout
         self.jobs = tuple(jobs)
+        self.notifications = notifications
 
     def startService(self) -> None:
-        """Listen, and schedule the jobs."""
+        """Deliver events, listen, and schedule the jobs."""
+        if self.notifications is not None:
+            self.notifications.start()
         super().startService()
         for job in self.jobs:
             job.startService()
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening and the jobs, then drain."""
+        """Stop listening and the jobs, then drain, then stop delivering events."""
         stopped: Deferred[None] = super().stopService()
         jobs = [job.stopService() for job in self.jobs if job.running]
         if jobs:
@@ -114,6 +119,9 @@ class RegistryService(StreamServerEndpointService):
         if self.drain_timeout > 0:
             app = self.site.app
             stopped.addCallback(lambda _: app.wait_idle(self.drain_timeout, reactor))
+        notifications = self.notifications
+        if notifications is not None:
+            stopped.addCallback(lambda _: notifications.stop()).addCallback(lambda _: None)
         return stopped
 
 
@@ -131,6 +139,23 @@ def _apply_logging(options: Options, config: Config, argv: list[str]) -> None:
         twist["logLevel"] = log_level(config.log)
     if not _given("--log-format", argv):
         twist["fileLogObserverFactory"] = observer_factory(config.log)
+
+
+def _notifications(config: Config) -> Notifications | None:
+    """
+    The notifications of the C{notifications} section, their outbox read,
+    when it has an endpoint that is not disabled.
+    """
+    if not config.notifications.enabled_endpoints():
+        return None
+    notifications = Notifications(config.notifications, reactor)
+    try:
+        notifications.open()
+    except OSError as error:
+        raise ConfigError(
+            "notifications.outbox.path", f"{notifications.outbox.path}: {error.strerror}"
+        ) from None
+    return notifications
 
 
 def _access_controller(config: Config) -> IAccessController | None:
@@ -228,6 +253,8 @@ def build_service(
         )
         secret = secrets.token_hex(32)
     site = make_site(config, registry, secret.encode("utf-8"), _access_controller(config))
+    notifications = _notifications(config)
+    site.app.notifications = notifications
     description = listen or config.http.endpoint
     endpoint: Any
     if workers > 1 or is_worker():
@@ -248,7 +275,7 @@ def build_service(
             clients=", client certificates required" if tls.client_cas else "",
         )
     service = RegistryService(
-        endpoint, site, config.http.drain_timeout, maintenance_jobs(config, driver)
+        endpoint, site, config.http.drain_timeout, maintenance_jobs(config, driver), notifications
     )
     if workers <= 1 or is_worker():
         return service

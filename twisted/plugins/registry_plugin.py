@@ -10,6 +10,7 @@ from twisted.application.service import ServiceMaker
 
 from txregistry.auth.plugins import LazyAccessControllerFactory
 from txregistry.drivers.plugins import LazyDriverFactory
+from txregistry.events.plugins import LazyEventSinkFactory
 from txregistry.middleware.plugins import LazyStorageMiddlewareFactory
 
 registry = ServiceMaker(
@@ -44,3 +45,6 @@ htpasswdAccessController = LazyAccessControllerFactory(
 tokenAccessController = LazyAccessControllerFactory(
     "token", "txregistry.auth.token", "TokenAccessControllerFactory"
 )
+
+# Event sinks (notifiers): a notifications endpoint's sink key names one.
+webhookSink = LazyEventSinkFactory("webhook", "txregistry.events.webhook", "WebhookSinkFactory")

@@ -41,6 +41,7 @@ from txregistry.config.core import (
 from txregistry.config.http import HTTPConfig
 from txregistry.config.log import LogConfig
 from txregistry.config.middleware import MiddlewareConfig
+from txregistry.config.notifications import NotificationsConfig
 from txregistry.config.storage import StorageConfig
 from txregistry.config.validation import ValidationConfig
 
@@ -96,6 +97,7 @@ class Config:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
     auth: AuthConfig | None = None
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     warnings: tuple[str, ...] = ()
 
 

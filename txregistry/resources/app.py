@@ -24,6 +24,8 @@ from txregistry.config import Config
 from txregistry.digest import Digest
 from txregistry.drivers.errors import StorageUnavailableError
 from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
+from txregistry.events.event import RequestRecord, new_id
+from txregistry.events.notifier import Notifications
 from txregistry.interfaces import (
     Access,
     AuthRequest,
@@ -112,6 +114,33 @@ class RequestContext:
             return False
         return True
 
+    async def notify(self, action: str, target: Mapping[str, Any], durable: bool) -> None:
+        """
+        Emit one event of this request (see L{txregistry.events}); with
+        C{durable}, return once it is on disk, so that the response goes
+        out only after it cannot be lost.
+        """
+        notifications = self.app.notifications
+        if notifications is None:
+            return
+        identity = await self.app.authorize(self)
+        request = self.request
+        record: RequestRecord | None = getattr(request, "txregistry_event_request", None)
+        if record is None:
+            address = request.getClientAddress()
+            host = getattr(address, "host", None)
+            port = getattr(address, "port", None)
+            record = RequestRecord(
+                id=new_id(),
+                addr=f"{host}:{port}" if host is not None else str(address),
+                host=self.head.header("Host") or "",
+                method=self.head.method,
+                useragent=self.head.header("User-Agent") or "",
+            )
+            request.txregistry_event_request = record  # type: ignore[attr-defined]
+        actor = identity.name if identity is not None else None
+        await notifications.emit(action, target, record, actor, durable)
+
     def check_writable(self) -> None:
         """
         @raise RegistryError: UNSUPPORTED while the registry is read-only.
@@ -151,6 +180,8 @@ class RegistryApp:
         self._extra_headers = [(name, values) for name, values in config.http.headers.items()]
         self.in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
+        # Set by the service when the notifications section has endpoints.
+        self.notifications: Notifications | None = None
 
     def _context(self, request: Request, head: RequestHead) -> RequestContext:
         if head.path is None:

@@ -9,6 +9,7 @@ import re
 
 from txregistry.digest import Digest
 from txregistry.errors import RANGE_INVALID, UNSUPPORTED
+from txregistry.events.event import BLOB_MEDIA_TYPE, DELETE, PULL, content_target, deletion_target
 from txregistry.registry import paths
 from txregistry.resources.app import RequestContext, Response
 
@@ -69,6 +70,14 @@ async def fetch_blob(context: RequestContext) -> Response:
     headers = _blob_headers(digest)
     if context.etag_matches(digest):
         return Response(304, headers)
+    if context.head.method == "GET":
+        # A pull, redirected or not, as for Distribution.
+        name = context.match.name
+        assert name is not None
+        target = content_target(
+            name, BLOB_MEDIA_TYPE, descriptor.size, digest, context.urls.blob(name, digest)
+        )
+        await context.notify(PULL, target, durable=False)
     if not context.app.config.storage.redirect_disabled:
         url = await repository.blobs.driver.redirect_url(
             context.head.method, paths.blob_data(digest)
@@ -95,4 +104,7 @@ async def delete_blob(context: RequestContext) -> Response:
     digest = context.match.digest
     assert digest is not None
     await context.repository.blobs.unlink(digest)
+    name = context.match.name
+    assert name is not None
+    await context.notify(DELETE, deletion_target(name, digest), durable=True)
     return Response(202, {"Docker-Content-Digest": str(digest)})

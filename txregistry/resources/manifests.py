@@ -15,6 +15,7 @@ from txregistry.errors import (
     MANIFEST_UNKNOWN,
     UNSUPPORTED,
 )
+from txregistry.events.event import DELETE, PULL, PUSH, content_target, deletion_target
 from txregistry.registry.manifest_formats import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -94,7 +95,34 @@ async def fetch_manifest(context: RequestContext) -> Response:
     if context.etag_matches(digest):
         return Response(304, {"Docker-Content-Digest": str(digest), "ETag": f'"{digest}"'})
     manifest = await _negotiate(context, manifest)
+    if context.head.method == "GET":
+        # A pull, as for Distribution; a HEAD is none.
+        await context.notify(PULL, _event_target(context, manifest), durable=False)
     return Response(200, _manifest_headers(manifest), manifest.content)
+
+
+def _event_target(context: RequestContext, manifest: Manifest) -> dict[str, object]:
+    """A manifest event's target (see L{txregistry.events.event.content_target})."""
+    name = context.match.name
+    assert name is not None
+    notifications = context.app.notifications
+    references = None
+    if notifications is not None and notifications.include_references:
+        children = (
+            manifest.manifests
+            if manifest.is_index
+            else ((manifest.config,) if manifest.config is not None else ()) + manifest.layers
+        )
+        references = [child.to_json() for child in children]
+    return content_target(
+        name,
+        manifest.media_type,
+        len(manifest.content),
+        manifest.digest,
+        context.urls.manifest(name, manifest.digest),
+        tag=context.match.tag,
+        references=references,
+    )
 
 
 def _read_body(context: RequestContext) -> bytes:
@@ -134,6 +162,7 @@ async def put_manifest(context: RequestContext) -> Response:
     }
     if manifest.subject is not None:
         headers["OCI-Subject"] = str(manifest.subject.digest)
+    await context.notify(PUSH, _event_target(context, manifest), durable=True)
     return Response(201, headers)
 
 
@@ -146,15 +175,26 @@ async def delete_manifest(context: RequestContext) -> Response:
         raise UNSUPPORTED("deletes are disabled (storage.delete.enabled is false)")
     context.check_writable()
     repository = context.repository
+    name = context.match.name
+    assert name is not None
     if context.match.tag is not None:
         await repository.tags.untag(context.match.tag)
+        # As Distribution 3: a tag's delete names the tag.
+        await context.notify(DELETE, deletion_target(name, tag=context.match.tag), durable=True)
         return Response(202)
     digest = context.match.digest
     assert digest is not None
     await repository.manifests.delete(digest)
+    untagged = []
     for tag in await repository.tags.pointing_at(digest):
         try:
             await repository.tags.untag(tag)
         except Exception:
             continue  # removed meanwhile
+        untagged.append(tag)
+    # The manifest's delete, then one for each tag it took along, as
+    # Distribution sends them.
+    await context.notify(DELETE, deletion_target(name, digest), durable=True)
+    for tag in untagged:
+        await context.notify(DELETE, deletion_target(name, tag=tag), durable=True)
     return Response(202)

@@ -22,6 +22,7 @@ from txregistry.errors import (
     RANGE_INVALID,
     SIZE_INVALID,
 )
+from txregistry.events.event import BLOB_MEDIA_TYPE, MOUNT, PUSH, content_target
 from txregistry.names import check_repository_name
 from txregistry.registry.blobs import BlobDescriptor
 from txregistry.registry.uploads import UploadAppender, UploadSession
@@ -43,9 +44,21 @@ def _upload_headers(context: RequestContext, session: UploadSession) -> dict[str
     }
 
 
-def _created(context: RequestContext, descriptor: BlobDescriptor) -> Response:
+async def _created(
+    context: RequestContext, descriptor: BlobDescriptor, mounted_from: str | None = None
+) -> Response:
+    """201 for a blob pushed or mounted, once its event is stored."""
     name = context.match.name
     assert name is not None
+    target = content_target(
+        name,
+        BLOB_MEDIA_TYPE,
+        descriptor.size,
+        descriptor.digest,
+        context.urls.blob(name, descriptor.digest),
+        from_repository=mounted_from,
+    )
+    await context.notify(PUSH if mounted_from is None else MOUNT, target, durable=True)
     return Response(
         201,
         {
@@ -171,7 +184,7 @@ async def start_upload(context: RequestContext) -> Response:
             source_blobs = context.app.registry.repository(source).blobs
             descriptor = await repository.blobs.mount(source_blobs, digest)
             if descriptor is not None:
-                return _created(context, descriptor)
+                return await _created(context, descriptor, mounted_from=source)
     elif context.head.argument("digest") is not None:
         return await _finish_upload(context, monolithic=True)
     session = await repository.uploads.start()
@@ -205,7 +218,7 @@ async def _finish_upload(context: RequestContext, monolithic: bool) -> Response:
         if monolithic:
             await appender.session.cancel()
         raise
-    return _created(context, await appender.session.commit(digest))
+    return await _created(context, await appender.session.commit(digest))
 
 
 async def cancel_upload(context: RequestContext) -> Response:

@@ -1,0 +1,390 @@
+# -*- test-case-name: tests.test_events -*-
+"""
+The outbox: every event on local disk before it is delivered, so that a
+restart or a C{kill -9} loses none (Distribution keeps its queue in memory).
+
+Events are appended, one JSON line each, to numbered segment files in the
+outbox's folder.  Appends are group-committed: while one write (and its
+C{fsync}) is under way, new events gather, and the next write takes them
+all, so many concurrent pushes share one C{fsync}.  Each endpoint's
+position (segment, offset) is kept in a file of its own, written after each
+batch it has delivered: after a crash an endpoint gets again at most the
+batch it was sending (at least once; the events' ids are kept).  A segment
+every endpoint has passed is deleted.
+
+The outbox holds at most C{max_bytes} of undelivered events: an event that
+would go beyond is dropped, counted in L{Outbox.dropped} and logged (once
+per spell of drops, with the count when it ends), never silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from txregistry.threads import ThreadPool
+
+_log = Logger()
+
+# A segment is closed once it holds this much; each is deleted as a whole.
+SEGMENT_BYTES = 8 << 20
+# How long pull events (not waited for) gather before they are written.
+PULL_LINGER = 0.02
+# How many of the last events written are kept in memory, so that an
+# endpoint that keeps up reads and parses nothing.
+RECENT_EVENTS = 4096
+_SEGMENT = re.compile(r"events-(\d{12})\.jsonl")
+
+
+def _segment_name(number: int) -> str:
+    return f"events-{number:012d}.jsonl"
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in the outbox: a segment's number and a byte offset in it."""
+
+    segment: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """
+    One stored event: its JSON line and the position just after it; the
+    event itself when it was read from memory (else it is the line's).
+    """
+
+    line: bytes
+    after: Position
+    event: dict[str, Any] | None = None
+
+
+class _Pending:
+    """Events waiting for the next group commit, and who waits for it."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.events: list[dict[str, Any]] = []
+        self.durable = False
+        self.waiters: list[Deferred[None]] = []
+
+
+class Outbox:
+    """
+    One process's outbox, in folder C{path} (created when missing).  Its
+    file work runs in a thread of its own: a slow disk under the outbox does
+    not hold up storage, nor storage it; and reads, writes and deletes
+    happen one after another.
+    """
+
+    def __init__(self, path: str, max_bytes: int, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self._reactor = reactor
+        self._later: Any = None  # the write that pull events wait for
+        self.path = path
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._dropping = 0
+        self._pool = ThreadPool(1, "txregistry-outbox")
+        self._pending = _Pending()
+        self._writing = False
+        self._end = Position(0, 0)
+        self._retained_from = Position(0, 0)
+        self._segment_bytes: dict[int, int] = {}  # each kept segment's length
+        # The last events written, with where each starts (see read).
+        self._recent: deque[tuple[Position, Record]] = deque()
+        self._recent_by_start: dict[Position, int] = {}
+        self._recent_base = 0
+        self._listeners: list[Callable[[int], None]] = []
+        self._cursors: dict[str, Position] = {}
+        self._oldest: Position | None = None  # the least of the cursors, once computed
+
+    # -- opening -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """
+        Find the segments and the endpoints' positions on disk: at
+        start-up, before requests are answered (it reads a few small files
+        and the last segment's end).
+        """
+        self._open_now()
+
+    def _segments(self) -> list[int]:
+        return sorted(
+            int(found.group(1))
+            for name in os.listdir(self.path)
+            if (found := _SEGMENT.fullmatch(name)) is not None
+        )
+
+    def _open_now(self) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        segments = self._segments()
+        if not segments:
+            self._end = Position(1, 0)
+            open(os.path.join(self.path, _segment_name(1)), "ab").close()
+        else:
+            last = os.path.join(self.path, _segment_name(segments[-1]))
+            with open(last, "rb+") as file:
+                data = file.read()
+                # A line cut short by a crash was never acknowledged: drop it.
+                whole = data.rfind(b"\n") + 1
+                if whole != len(data):
+                    file.truncate(whole)
+            self._end = Position(segments[-1], whole)
+        for name in os.listdir(self.path):
+            if name.startswith("cursor-") and name.endswith(".json"):
+                with open(os.path.join(self.path, name), "rb") as file:
+                    try:
+                        document = json.load(file)
+                        position = Position(int(document["segment"]), int(document["offset"]))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a cursor is only written whole; ignore junk
+                self._cursors[name[len("cursor-") : -len(".json")]] = position
+        self._retained_from = Position(segments[0], 0) if segments else self._end
+        for number in segments or [self._end.segment]:
+            name = os.path.join(self.path, _segment_name(number))
+            self._segment_bytes[number] = os.path.getsize(name)
+
+    @property
+    def end(self) -> Position:
+        """Where the next event goes."""
+        return self._end
+
+    @property
+    def undelivered_bytes(self) -> int:
+        """The bytes from the position of the endpoint furthest behind to the end."""
+        if not self._cursors:
+            return 0
+        oldest = self._oldest
+        if oldest is None:
+            oldest = self._oldest = min(self._cursors.values())
+        return (
+            sum(size for number, size in self._segment_bytes.items() if number >= oldest.segment)
+            - oldest.offset
+        )
+
+    def register(self, endpoints: set[str]) -> None:
+        """
+        Keep events for C{endpoints} (the configured ones), and for no other:
+        at start-up, after L{open}.  An endpoint never seen gets the events
+        from now on; its position is saved at once, so that what is stored
+        before it first delivers is not skipped after a restart.
+        """
+        for name in list(self._cursors):
+            if name not in endpoints:
+                del self._cursors[name]
+        for name in sorted(endpoints - set(self._cursors)):
+            self._cursors[name] = self._end
+            self._save_cursor(name, self._end)
+        self._oldest = None
+
+    def cursor(self, endpoint: str) -> Position:
+        """Where C{endpoint} is (see L{register})."""
+        return self._cursors[endpoint]
+
+    def _save_cursor(self, endpoint: str, position: Position) -> None:
+        target = os.path.join(self.path, f"cursor-{endpoint}.json")
+        temporary = target + ".new"
+        with open(temporary, "w") as file:
+            json.dump({"segment": position.segment, "offset": position.offset}, file)
+        os.replace(temporary, target)
+
+    def on_append(self, listener: Callable[[int], None]) -> None:
+        """
+        Call C{listener} (on the reactor thread) after each write of new
+        events, with their number.
+        """
+        self._listeners.append(listener)
+
+    # -- appending ---------------------------------------------------------------
+
+    def append(self, event: dict[str, Any], durable: bool) -> Deferred[None]:
+        """
+        Add C{event}.
+
+        @param durable: whether the returned Deferred waits until the event
+            is on disk (written and C{fsync}-ed): push and delete events, so
+            the registry answers only once they cannot be lost.  A pull's
+            fires at once; it is written with the next group.
+        @return: fires when the event is stored (or dropped at the bound).
+        """
+        line = json.dumps(event, separators=(",", ":")).encode("utf-8") + b"\n"
+        undelivered = self.undelivered_bytes
+        if undelivered + len(line) > self.max_bytes:
+            self.dropped += 1
+            if not self._dropping:
+                _log.error(
+                    "notifications: the outbox is full ({size} bytes undelivered, "
+                    "notifications.outbox.maxbytes {bound}); events are dropped until "
+                    "endpoints catch up",
+                    size=undelivered,
+                    bound=self.max_bytes,
+                )
+            self._dropping += 1
+            return succeed(None)
+        if self._dropping:
+            _log.warn(
+                "notifications: the outbox has room again; {count} events were dropped",
+                count=self._dropping,
+            )
+            self._dropping = 0
+        pending = self._pending
+        pending.lines.append(line)
+        pending.events.append(event)
+        waiter: Deferred[None] = Deferred()
+        if durable:
+            pending.durable = True
+            pending.waiters.append(waiter)
+        else:
+            waiter.callback(None)
+        if self._writing:
+            return waiter
+        if durable:
+            if self._later is not None:
+                self._later.cancel()
+                self._later = None
+            self._write_next()
+        elif self._later is None:
+            # Pulls gather a moment: one write for many, none for each.
+            self._later = self._reactor.callLater(PULL_LINGER, self._write_gathered)
+        return waiter
+
+    def _write_gathered(self) -> None:
+        self._later = None
+        if not self._writing:
+            self._write_next()
+
+    def _write_next(self) -> None:
+        pending, self._pending = self._pending, _Pending()
+        if not pending.lines:
+            self._writing = False
+            return
+        self._writing = True
+        data = b"".join(pending.lines)
+        start = self._end
+        if start.offset >= SEGMENT_BYTES:
+            start = Position(start.segment + 1, 0)
+        self._end = Position(start.segment, start.offset + len(data))
+        self._segment_bytes[start.segment] = self._end.offset
+
+        def write() -> None:
+            with open(os.path.join(self.path, _segment_name(start.segment)), "ab") as file:
+                file.write(data)
+                file.flush()
+                if pending.durable:
+                    os.fsync(file.fileno())
+            if start.offset == 0 and pending.durable:
+                # A new segment's directory entry must survive a crash too.
+                folder = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
+
+        def written(result: object) -> object:
+            self._remember(start, pending)
+            for waiter in pending.waiters:
+                waiter.callback(None)
+            for listener in self._listeners:
+                listener(len(pending.lines))
+            self._write_next()
+            return result
+
+        def failed(failure: Any) -> None:
+            _log.failure("notifications: the outbox cannot be written", failure)
+            for waiter in pending.waiters:
+                waiter.errback(failure)
+            self._write_next()
+
+        self._pool.run(write).addCallbacks(written, failed)
+
+    # -- reading -----------------------------------------------------------------
+
+    def _remember(self, start: Position, pending: _Pending) -> None:
+        """Keep the events just written in memory, for deliveries that keep up."""
+        where = start
+        for line, event in zip(pending.lines, pending.events, strict=True):
+            after = Position(where.segment, where.offset + len(line))
+            self._recent_by_start[where] = self._recent_base + len(self._recent)
+            self._recent.append((where, Record(line, after, event)))
+            where = after
+        while len(self._recent) > RECENT_EVENTS:
+            first, _ = self._recent.popleft()
+            del self._recent_by_start[first]
+            self._recent_base += 1
+
+    def read(self, position: Position, limit: int) -> Deferred[list[Record]]:
+        """
+        Up to C{limit} events stored from C{position} on, as far as they are
+        written, each with the position after it: from memory when they are
+        among the last written, else from the segments.
+        """
+        number = self._recent_by_start.get(position)
+        if number is not None:
+            index = number - self._recent_base
+            found = [record for _, record in itertools.islice(self._recent, index, index + limit)]
+            return succeed(found)
+        # The pool has one thread: a read never meets a write half done.
+
+        def read_now() -> list[Record]:
+            records: list[Record] = []
+            where = position
+            while len(records) < limit:
+                name = os.path.join(self.path, _segment_name(where.segment))
+                try:
+                    with open(name, "rb") as file:
+                        file.seek(where.offset)
+                        for line in file:
+                            if not line.endswith(b"\n"):
+                                break  # being written
+                            where = Position(where.segment, where.offset + len(line))
+                            records.append(Record(line, where))
+                            if len(records) == limit:
+                                break
+                except FileNotFoundError:
+                    pass
+                if len(records) == limit:
+                    break
+                following = os.path.join(self.path, _segment_name(where.segment + 1))
+                if not os.path.exists(following):
+                    break
+                where = Position(where.segment + 1, 0)
+            return records
+
+        return self._pool.run(read_now)
+
+    def delivered(self, endpoint: str, position: Position) -> Deferred[None]:
+        """
+        Save that C{endpoint} has delivered everything before C{position};
+        delete the segments no endpoint needs any more.
+        """
+        self._cursors[endpoint] = position
+        oldest = self._oldest = min(self._cursors.values())
+        doomed = list(range(self._retained_from.segment, oldest.segment))
+        if doomed:
+            self._retained_from = Position(oldest.segment, 0)
+            for number in doomed:
+                self._segment_bytes.pop(number, None)
+
+        def save() -> None:
+            self._save_cursor(endpoint, position)
+            for number in doomed:
+                try:
+                    os.unlink(os.path.join(self.path, _segment_name(number)))
+                except FileNotFoundError:
+                    continue
+
+        return self._pool.run(save)
