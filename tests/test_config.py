@@ -691,6 +691,26 @@ class NotificationsSectionTests(ConfigTestCase):
             ),
         )
 
+    def test_url_only_for_webhook(self) -> None:
+        """
+        An endpoint whose sink is not the webhook needs no URL (the webhook
+        does: see test_endpoint_errors); one given is still checked.
+        """
+        (endpoint,) = load(
+            MINIMAL + "notifications: {endpoints: [{name: a, sink: sqlite}]}\n"
+        ).notifications.endpoints
+        self.assertEqual((endpoint.sink, endpoint.url), ("sqlite", ""))
+        error = self.assertRaises(
+            ConfigError,
+            load,
+            MINIMAL + "notifications: {endpoints: [{name: a, sink: sqlite, url: 'ftp://h/'}]}\n",
+        )
+        self.assertEqual(error.key, "notifications.endpoints[0].url")
+        error = self.assertRaises(
+            ConfigError, load, MINIMAL + "notifications: {endpoints: [{name: a, sink: webhook}]}\n"
+        )
+        self.assertEqual(error.key, "notifications.endpoints[0].url")
+
     def test_non_positive_take_defaults(self) -> None:
         """As in Distribution, a zero or negative timeout, threshold or backoff is the default."""
         for settings in (

@@ -225,7 +225,7 @@ def test_same_events_as_distribution(
     try:
         _operations(Registry(reference, tmp_path / "reference-root"))
         receiver.wait_for_events(OPERATIONS_EVENTS)
-        time.sleep(1.0)  # any more it sends
+        _settle(receiver)  # any more it sends
     finally:
         reference.stop()
     theirs = receiver.events()
@@ -293,3 +293,65 @@ def test_many_pushes_slow_receiver(
     peak_mib = int(peak.split()[1]) / 1024
     print(f"registry peak RSS {peak_mib:.0f} MiB, {len(receiver.envelopes())} deliveries")
     assert peak_mib < 200
+
+
+def _skopeo_events(
+    kind: str, clients: Any, images: Any, receiver: EventReceiver, workdir: Path
+) -> list[dict[str, Any]]:
+    """
+    Push the image and the index with skopeo to a registry of C{kind}, with
+    an endpoint at C{receiver}, pull both back by tag; the events sent.
+    """
+    from clients import Target
+
+    target = Target(kind, workdir / "root", workdir)
+    section: dict[str, Any] = {
+        "endpoints": [{"name": "receiver", "url": receiver.url(), "timeout": "2s"}]
+    }
+    if kind != "reference":
+        section["outbox"] = {"path": str(workdir / "outbox")}
+    assert target.process.config is not None
+    target.process.config["notifications"] = section
+    before = len(receiver.events())
+    target.start()
+    clients.allow(target)
+    try:
+        clients.push(target, images.layout, "single", "events/single:v1")
+        clients.push(target, images.layout, "multi", "events/multi:v1", "--all")
+        clients.pull(target, "events/single:v1", workdir / "out", "single")
+        clients.pull_platform(target, "events/multi:v1", workdir / "out", "arm64")
+        _settle(receiver)  # what is still on its way
+    finally:
+        target.stop()
+    return receiver.events()[before:]
+
+
+def _settle(receiver: EventReceiver, quiet: float = 1.5, timeout: float = 20.0) -> None:
+    """Wait until no event has arrived for C{quiet} seconds."""
+    deadline = time.monotonic() + timeout
+    count, since = len(receiver.events()), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        now = len(receiver.events())
+        if now != count:
+            count, since = now, time.monotonic()
+
+
+def test_skopeo_events_as_distribution(
+    clients: Any, images: Any, receiver: EventReceiver, tmp_path: Path
+) -> None:
+    """
+    skopeo pushes an image and an index and pulls them back, from
+    Distribution 2.8 and from txregistry, each with the same endpoint: the
+    same events (in any order: skopeo sends blobs in parallel), but for the
+    pulls Distribution 2.8 sends for HEAD requests, named here.
+    """
+    theirs = _skopeo_events("reference", clients, images, receiver, tmp_path / "reference")
+    ours = _skopeo_events("txregistry", clients, images, receiver, tmp_path / "txregistry")
+    heads = [event for event in theirs if event["request"]["method"] == "HEAD"]
+    assert {event["action"] for event in heads} <= {"pull"}
+    expected = [event for event in theirs if event["request"]["method"] != "HEAD"]
+    assert sorted(summary(ours), key=str) == sorted(summary(expected), key=str)
+    assert {e["action"] for e in ours} == {"push", "pull", "mount"}  # a shared layer
+    index_pushes = [e for e in ours if e["target"].get("tag") == "v1" and e["action"] == "push"]
+    assert len(index_pushes) == 2  # the image's manifest and the index, each by its tag

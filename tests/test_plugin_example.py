@@ -12,10 +12,12 @@ repository.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from zope.interface.verify import verifyObject
 import twisted.plugins
 from support import temporary_directory
 from txregistry.config import ConfigError
+from txregistry.config.notifications import EndpointConfig
 from txregistry.drivers.plugins import driver_factories
-from txregistry.interfaces import IStorageDriver, IStorageDriverFactory
+from txregistry.events.plugins import sink_factories
+from txregistry.interfaces import IEventSinkFactory, IStorageDriver, IStorageDriverFactory
 from txregistry.testing.client import request
 from txregistry.testing.drivers import DriverTestsMixin
 from txregistry.testing.process import RegistryProcess, base_config
@@ -160,3 +164,52 @@ def push_and_pull_blob(case: SynchronousTestCase, registry: RegistryProcess, wor
     with closing(sqlite3.connect(workdir / "registry.db")) as db:
         row = db.execute("SELECT content FROM files WHERE path = ?", (stored,)).fetchone()
     case.assertEqual(row, (blob,))
+
+
+class EventSinkTests(SynchronousTestCase):
+    """The example's event sink, as a third party's notifier."""
+
+    def test_found(self) -> None:
+        """The sink is found among the plugins by its name, and makes sinks."""
+        install_example(self)
+        factory = sink_factories()["sqlite"]
+        self.assertTrue(verifyObject(IPlugin, factory))
+        self.assertTrue(verifyObject(IEventSinkFactory, factory))
+
+    def test_options_checked(self) -> None:
+        """A missing path, or an unknown option, is a config error naming the key."""
+        install_example(self)
+        factory = sink_factories()["sqlite"]
+        for options, key in [({}, "options.path"), ({"path": "x", "table": "y"}, "options.table")]:
+            endpoint = EndpointConfig(name="audit", url="", sink="sqlite", options=options)
+            error = self.assertRaises(ConfigError, factory.create, endpoint)
+            self.assertEqual(error.key, key)
+
+    def test_registry_stores_events(self) -> None:
+        """A registry process sends a push's event to the example's sink."""
+        copy = copy_example(self)
+        workdir = Path(temporary_directory(self))
+        path = os.pathsep.join(filter(None, [str(copy), os.environ.get("PYTHONPATH")]))
+        config = base_config(workdir / "root")
+        events_db = workdir / "events.db"
+        config["notifications"] = {
+            "endpoints": [{"name": "audit", "sink": "sqlite", "options": {"path": str(events_db)}}],
+            "outbox": {"path": str(workdir / "outbox")},
+        }
+        registry = RegistryProcess(workdir, config, env={"PYTHONPATH": path})
+        with registry:
+            blob = os.urandom(1000)
+            digest = hashlib.sha256(blob).hexdigest()
+            url = f"{registry.url}/v2/example/events/blobs/uploads/?digest=sha256:{digest}"
+            self.assertEqual(request("POST", url, blob).status, 201)
+            deadline = time.monotonic() + 10
+            rows: list[Any] = []
+            while not rows and time.monotonic() < deadline:
+                time.sleep(0.1)
+                with closing(sqlite3.connect(events_db)) as db:
+                    rows = db.execute("SELECT action, document FROM events").fetchall()
+        self.assertEqual(len(rows), 1)
+        action, document = rows[0]
+        self.assertEqual(action, "push")
+        self.assertEqual(json.loads(document)["target"]["digest"], f"sha256:{digest}")
+        self.assertNotIn("Traceback", registry.output())

@@ -206,7 +206,10 @@ def _endpoint(key: str, entry: Any, warnings: list[str]) -> EndpointConfig:
     threshold = entry.get("threshold")
     return EndpointConfig(
         name=_name(f"{key}.name", entry.get("name")),
-        url=_url(f"{key}.url", entry.get("url")),
+        # Only the webhook needs a URL; another sink may take one.
+        url=_url(f"{key}.url", entry.get("url"))
+        if sink in (None, "webhook") or entry.get("url") is not None
+        else "",
         disabled=bool(entry.get("disabled", False)),
         headers=_headers(f"{key}.headers", entry.get("headers")),
         timeout=_positive_duration(f"{key}.timeout", entry.get("timeout"), defaults.timeout),

@@ -9,5 +9,10 @@ Twisted's own plugins.
 """
 
 from txregistry.drivers.plugins import LazyDriverFactory
+from txregistry.events.plugins import LazyEventSinkFactory
 
 sqliteDriver = LazyDriverFactory("sqlite", "txregistry_sqlite.driver", "SqliteDriverFactory")
+
+# An event sink: a notifications endpoint with "sink: sqlite" stores its events
+# in a table of a database ("options: {path: ...}").
+sqliteEventSink = LazyEventSinkFactory("sqlite", "txregistry_sqlite.sink", "SqliteEventSinkFactory")
