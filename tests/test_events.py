@@ -29,6 +29,7 @@ from txregistry.digest import Digest
 from txregistry.events import outbox as outbox_module
 from txregistry.events.delivery import EndpointDelivery, wanted
 from txregistry.events.event import (
+    EncodedEvents,
     RequestRecord,
     Source,
     content_target,
@@ -115,10 +116,17 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(deletion_target("app", tag="v1"), {"repository": "app", "tag": "v1"})
 
     def test_envelope(self) -> None:
-        """The body is an object with the events, in order."""
+        """
+        The body is an object with the events, in order; events that carry
+        their JSON are sent as it is, not encoded again.
+        """
         self.assertEqual(
             json.loads(envelope([{"a": 1}, {"b": 2}])), {"events": [{"a": 1}, {"b": 2}]}
         )
+        encoded = EncodedEvents()
+        encoded.extend([{"a": 1}, {"b": 2}])
+        encoded.encoded.extend([b'{"a":1}', b'{"b":2,"as":"stored"}'])
+        self.assertEqual(envelope(encoded), b'{"events":[{"a":1},{"b":2,"as":"stored"}]}')
 
     def test_wanted(self) -> None:
         """An endpoint's ignored media types and actions filter its events."""

@@ -489,6 +489,8 @@ class IEventSink(Interface):
     def write(events: Sequence[Mapping[str, Any]]) -> Deferred[None]:
         """
         Deliver C{events} (Distribution's event documents, oldest first).
+        The registry hands a L{txregistry.events.event.EncodedEvents}: a
+        list that also holds each event's JSON, for a sink that sends JSON.
 
         @return: a Deferred firing when the receiver has them, or failing
             with any exception when it may not (the batch is then written

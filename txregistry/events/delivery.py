@@ -18,6 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from txregistry.config.notifications import EndpointConfig
+from txregistry.events.event import EncodedEvents
 from txregistry.events.outbox import Outbox
 from txregistry.interfaces import IEventSink
 
@@ -104,7 +105,11 @@ class EndpointDelivery:
                 record.event if record.event is not None else json.loads(record.line)
                 for record in records
             ]
-            batch = [event for event in events if wanted(self.endpoint, event)]
+            batch = EncodedEvents()
+            for record, event in zip(records, events, strict=True):
+                if wanted(self.endpoint, event):
+                    batch.append(event)
+                    batch.encoded.append(record.line.rstrip(b"\n"))
             self.counters.ignored += len(events) - len(batch)
             if batch:
                 await self._deliver(batch)
@@ -112,7 +117,7 @@ class EndpointDelivery:
             self.counters.pending = max(self.counters.pending - len(events), 0)
             await self.outbox.delivered(self.endpoint.name, position)
 
-    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    async def _deliver(self, batch: EncodedEvents) -> None:
         failures = 0
         while True:
             try:

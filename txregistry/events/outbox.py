@@ -104,6 +104,9 @@ class Outbox:
         self._end = Position(0, 0)
         self._retained_from = Position(0, 0)
         self._segment_bytes: dict[int, int] = {}  # each kept segment's length
+        # The segments whose directory entry is on disk (written by the
+        # outbox thread only).
+        self._entry_synced: set[int] = set()
         # The last events written, with where each starts (see read).
         self._recent: deque[tuple[Position, Record]] = deque()
         self._recent_by_start: dict[Position, int] = {}
@@ -250,17 +253,23 @@ class Outbox:
             pending.waiters.append(waiter)
         else:
             waiter.callback(None)
-        if self._writing:
-            return waiter
-        if durable:
+        if not self._writing:
+            self._schedule()
+        return waiter
+
+    def _schedule(self) -> None:
+        """
+        Start the next write: at once when a durable event waits for it;
+        else (only pulls) in L{PULL_LINGER}, so that many pulls share one.
+        """
+        pending = self._pending
+        if pending.durable:
             if self._later is not None:
                 self._later.cancel()
                 self._later = None
             self._write_next()
-        elif self._later is None:
-            # Pulls gather a moment: one write for many, none for each.
+        elif pending.lines and self._later is None:
             self._later = self._reactor.callLater(PULL_LINGER, self._write_gathered)
-        return waiter
 
     def _write_gathered(self) -> None:
         self._later = None
@@ -286,13 +295,14 @@ class Outbox:
                 file.flush()
                 if pending.durable:
                     os.fsync(file.fileno())
-            if start.offset == 0 and pending.durable:
+            if pending.durable and start.segment not in self._entry_synced:
                 # A new segment's directory entry must survive a crash too.
                 folder = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     os.fsync(folder)
                 finally:
                     os.close(folder)
+                self._entry_synced.add(start.segment)
 
         def written(result: object) -> object:
             self._remember(start, pending)
@@ -300,14 +310,16 @@ class Outbox:
                 waiter.callback(None)
             for listener in self._listeners:
                 listener(len(pending.lines))
-            self._write_next()
+            self._writing = False
+            self._schedule()
             return result
 
         def failed(failure: Any) -> None:
             _log.failure("notifications: the outbox cannot be written", failure)
             for waiter in pending.waiters:
                 waiter.errback(failure)
-            self._write_next()
+            self._writing = False
+            self._schedule()
 
         self._pool.run(write).addCallbacks(written, failed)
 
