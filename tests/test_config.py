@@ -694,7 +694,7 @@ class NotificationsSectionTests(ConfigTestCase):
     def test_url_only_for_webhook(self) -> None:
         """
         An endpoint whose sink is not the webhook needs no URL (the webhook
-        does: see test_endpoint_errors); one given is still checked.
+        does: see test_mistakes); one given is still checked.
         """
         (endpoint,) = load(
             MINIMAL + "notifications: {endpoints: [{name: a, sink: sqlite}]}\n"

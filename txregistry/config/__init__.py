@@ -12,7 +12,7 @@ This module only gathers the names the rest of txregistry uses.
 
 Sections of Distribution's format that txregistry does not implement yet are
 treated by what ignoring them would do: where ignoring would weaken security
-or lose data (C{notifications}, C{proxy}, Let's Encrypt, a Redis cache)
+or lose data (C{proxy}, Let's Encrypt, a Redis cache)
 they stop start-up; where it only forgoes a convenience (C{health},
 C{redis}, C{http.debug}, upload purging) they are logged as ignored.
 """

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import secrets
 import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from txregistry.digest import Digest
 
@@ -197,4 +198,4 @@ def envelope(events: Sequence[Mapping[str, Any]]) -> bytes:
     """The body a webhook receives."""
     if isinstance(events, EncodedEvents) and len(events.encoded) == len(events):
         return b'{"events":[' + b",".join(events.encoded) + b"]}"
-    return json.dumps({"events": list(events)}).encode("utf-8")
+    return orjson.dumps({"events": list(events)})

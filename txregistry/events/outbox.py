@@ -25,9 +25,9 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -49,24 +49,28 @@ def _segment_name(number: int) -> str:
     return f"events-{number:012d}.jsonl"
 
 
-@dataclass(frozen=True, order=True)
-class Position:
-    """A place in the outbox: a segment's number and a byte offset in it."""
+class Position(NamedTuple):
+    """
+    A place in the outbox: a segment's number and a byte offset in it (a
+    tuple: two are made for each event, and compared in order).
+    """
 
     segment: int
     offset: int
 
 
-@dataclass(frozen=True)
 class Record:
     """
     One stored event: its JSON line and the position just after it; the
     event itself when it was read from memory (else it is the line's).
     """
 
-    line: bytes
-    after: Position
-    event: dict[str, Any] | None = None
+    __slots__ = ("after", "event", "line")
+
+    def __init__(self, line: bytes, after: Position, event: dict[str, Any] | None = None) -> None:
+        self.line = line
+        self.after = after
+        self.event = event
 
 
 class _Pending:
@@ -113,7 +117,8 @@ class Outbox:
         self._recent_base = 0
         self._listeners: list[Callable[[int], None]] = []
         self._cursors: dict[str, Position] = {}
-        self._oldest: Position | None = None  # the least of the cursors, once computed
+        # The bytes from the furthest-behind cursor to the end, once counted.
+        self._undelivered: int | None = None
 
     # -- opening -----------------------------------------------------------------
 
@@ -169,15 +174,18 @@ class Outbox:
     @property
     def undelivered_bytes(self) -> int:
         """The bytes from the position of the endpoint furthest behind to the end."""
+        if self._undelivered is None:
+            self._undelivered = self._count_undelivered()
+        return self._undelivered
+
+    def _count_undelivered(self) -> int:
         if not self._cursors:
             return 0
-        oldest = self._oldest
-        if oldest is None:
-            oldest = self._oldest = min(self._cursors.values())
-        return (
-            sum(size for number, size in self._segment_bytes.items() if number >= oldest.segment)
-            - oldest.offset
+        oldest = min(self._cursors.values())
+        written = sum(
+            size for number, size in self._segment_bytes.items() if number >= oldest.segment
         )
+        return written - oldest.offset + sum(map(len, self._pending.lines))
 
     def register(self, endpoints: set[str]) -> None:
         """
@@ -192,7 +200,7 @@ class Outbox:
         for name in sorted(endpoints - set(self._cursors)):
             self._cursors[name] = self._end
             self._save_cursor(name, self._end)
-        self._oldest = None
+        self._undelivered = None
 
     def cursor(self, endpoint: str) -> Position:
         """Where C{endpoint} is (see L{register})."""
@@ -224,7 +232,7 @@ class Outbox:
             fires at once; it is written with the next group.
         @return: fires when the event is stored (or dropped at the bound).
         """
-        line = json.dumps(event, separators=(",", ":")).encode("utf-8") + b"\n"
+        line = orjson.dumps(event) + b"\n"
         undelivered = self.undelivered_bytes
         if undelivered + len(line) > self.max_bytes:
             self.dropped += 1
@@ -244,6 +252,8 @@ class Outbox:
                 count=self._dropping,
             )
             self._dropping = 0
+        if self._cursors:
+            self._undelivered = undelivered + len(line)
         pending = self._pending
         pending.lines.append(line)
         pending.events.append(event)
@@ -384,7 +394,8 @@ class Outbox:
         delete the segments no endpoint needs any more.
         """
         self._cursors[endpoint] = position
-        oldest = self._oldest = min(self._cursors.values())
+        self._undelivered = None
+        oldest = min(self._cursors.values())
         doomed = list(range(self._retained_from.segment, oldest.segment))
         if doomed:
             self._retained_from = Position(oldest.segment, 0)

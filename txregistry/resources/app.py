@@ -114,17 +114,17 @@ class RequestContext:
             return False
         return True
 
-    async def notify(self, action: str, target: Mapping[str, Any], durable: bool) -> None:
+    def notify(self, action: str, target: Mapping[str, Any], durable: bool) -> Deferred[None]:
         """
-        Emit one event of this request (see L{txregistry.events}); with
-        C{durable}, return once it is on disk, so that the response goes
-        out only after it cannot be lost.
+        Emit one event of this request (see L{txregistry.events}), from a
+        handler, after the request was authorized.  With C{durable}, the
+        Deferred fires once it is on disk: the handler awaits it before it
+        answers.  A pull's fires at once (a GET does not wait for it).
         """
         notifications = self.app.notifications
         if notifications is None:
-            return
-        identity = await self.app.authorize(self)
-        request = self.request
+            return succeed(None)
+        request: Any = self.request
         record: RequestRecord | None = getattr(request, "txregistry_event_request", None)
         if record is None:
             address = request.getClientAddress()
@@ -137,9 +137,11 @@ class RequestContext:
                 method=self.head.method,
                 useragent=self.head.header("User-Agent") or "",
             )
-            request.txregistry_event_request = record  # type: ignore[attr-defined]
+            request.txregistry_event_request = record
+        outcome: _Outcome[Identity] | None = getattr(request, "txregistry_authorization", None)
+        identity = outcome.value() if outcome is not None else None
         actor = identity.name if identity is not None else None
-        await notifications.emit(action, target, record, actor, durable)
+        return notifications.emit(action, target, record, actor, durable)
 
     def check_writable(self) -> None:
         """
@@ -348,6 +350,12 @@ class _Outcome(Generic[T]):
             waiter.errback(self._result)
         else:
             waiter.callback(self._result)  # type: ignore[arg-type]
+
+    def value(self) -> T | None:
+        """The result, once there is one and it is no failure; else L{None}."""
+        if not self._done or isinstance(self._result, Failure):
+            return None
+        return self._result
 
     def wait(self) -> Deferred[T]:
         """A new Deferred firing with the outcome."""

@@ -77,7 +77,7 @@ async def fetch_blob(context: RequestContext) -> Response:
         target = content_target(
             name, BLOB_MEDIA_TYPE, descriptor.size, digest, context.urls.blob(name, digest)
         )
-        await context.notify(PULL, target, durable=False)
+        context.notify(PULL, target, durable=False)
     if not context.app.config.storage.redirect_disabled:
         url = await repository.blobs.driver.redirect_url(
             context.head.method, paths.blob_data(digest)

@@ -97,7 +97,7 @@ async def fetch_manifest(context: RequestContext) -> Response:
     manifest = await _negotiate(context, manifest)
     if context.head.method == "GET":
         # A pull, as for Distribution; a HEAD is none.
-        await context.notify(PULL, _event_target(context, manifest), durable=False)
+        context.notify(PULL, _event_target(context, manifest), durable=False)
     return Response(200, _manifest_headers(manifest), manifest.content)
 
 
