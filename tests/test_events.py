@@ -187,6 +187,19 @@ class OutboxTests(TestCase):
         records = await outbox.read(Position(1, 0), 10)
         self.assertEqual([json.loads(r.line)["number"] for r in records], [1, 2])
 
+    async def test_flush(self) -> None:
+        """
+        A flush writes the pulls that are gathering at once, and fires once
+        they are written; with nothing to write it fires too.
+        """
+        outbox = self.opened()
+        await outbox.flush()
+        outbox.append(event(1, action="pull"), durable=False)
+        await outbox.flush()
+        again = self.opened()
+        records = await again.read(Position(1, 0), 10)
+        self.assertEqual([json.loads(r.line)["number"] for r in records], [1])
+
     async def test_positions_survive_restart(self) -> None:
         """An endpoint's saved position is where it starts after a restart."""
         outbox = self.opened()

@@ -122,5 +122,11 @@ class Notifications:
         return self.outbox.append(event, durable)
 
     def stop(self) -> Deferred[Any]:
-        """Stop delivering; what is undelivered waits in the outbox for the next run."""
-        return DeferredList([delivery.stop() for delivery in self.deliveries])
+        """
+        Write the pulls still gathering, and stop delivering; what is
+        undelivered waits in the outbox for the next run.
+        """
+        stopping = [delivery.stop() for delivery in self.deliveries]
+        if self.deliveries:
+            stopping.append(self.outbox.flush())
+        return DeferredList(stopping)

@@ -286,10 +286,27 @@ class Outbox:
         if not self._writing:
             self._write_next()
 
+    def flush(self) -> Deferred[None]:
+        """
+        Write what waits, pulls that gather included, now (at shutdown);
+        fires once it is on disk.
+        """
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        waiter: Deferred[None] = Deferred()
+        self._pending.durable = True
+        self._pending.waiters.append(waiter)
+        if not self._writing:
+            self._write_next()
+        return waiter
+
     def _write_next(self) -> None:
         pending, self._pending = self._pending, _Pending()
         if not pending.lines:
             self._writing = False
+            for waiter in pending.waiters:
+                waiter.callback(None)  # a flush with nothing to write
             return
         self._writing = True
         data = b"".join(pending.lines)
