@@ -41,7 +41,7 @@ SEGMENT_BYTES = 8 << 20
 PULL_LINGER = 0.02
 # How many of the last events written are kept in memory, so that an
 # endpoint that keeps up reads and parses nothing.
-RECENT_EVENTS = 4096
+RECENT_EVENTS = 1024
 _SEGMENT = re.compile(r"events-(\d{12})\.jsonl")
 
 
