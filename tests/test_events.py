@@ -351,6 +351,30 @@ class DeliveryTests(TestCase):
         # 2 quick retries (0.1 s), then 2 after the backoff (0.2 s each).
         self.assertGreaterEqual(time.monotonic() - started, 0.5)
 
+    async def test_write_during_empty_read(self) -> None:
+        """
+        An event written while the delivery reads an empty outbox is
+        delivered without waiting for another.
+        """
+        real_read = self.outbox.read
+        reads: list[Deferred[Any]] = []
+
+        def read(position: Position, limit: int) -> Deferred[Any]:
+            if not reads:
+                # The first read is slow: it ends empty after a write.
+                reads.append(Deferred())
+                return reads[0]
+            return real_read(position, limit)
+
+        self.patch(self.outbox, "read", read)
+        sink = RecordingSink()
+        self.deliver(sink)
+        await self.outbox.append(event(1), durable=True)
+        await deferLater(reactor, 0.05, lambda: None)  # its write is told meanwhile
+        reads[0].callback([])
+        await _until(lambda: bool(sink.batches), timeout=2.0)
+        self.assertEqual([e["number"] for b in sink.batches for e in b], [1])
+
     async def test_ignored_not_sent(self) -> None:
         """Events an endpoint ignores are counted and passed over."""
         sink = RecordingSink()

@@ -70,6 +70,7 @@ class EndpointDelivery:
         self._reactor = reactor
         self._running: Deferred[None] | None = None
         self._wake: Deferred[None] | None = None
+        self._writes = 0  # the outbox's writes seen, so that none is missed
         self._stopping = False
         outbox.on_append(self._new_events)
 
@@ -88,6 +89,7 @@ class EndpointDelivery:
 
     def _new_events(self, count: int) -> None:
         self.counters.pending += count
+        self._writes += 1
         wake, self._wake = self._wake, None
         if wake is not None:
             wake.callback(None)
@@ -95,8 +97,11 @@ class EndpointDelivery:
     async def _run(self) -> None:
         position = self.outbox.cursor(self.endpoint.name)
         while not self._stopping:
+            writes = self._writes
             records = await self.outbox.read(position, BATCH)
             if not records:
+                if self._writes != writes:
+                    continue  # written while it was read: read again
                 self._wake = Deferred()
                 await self._wake
                 await deferLater(self._reactor, LINGER, lambda: None)
