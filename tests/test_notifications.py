@@ -355,3 +355,36 @@ def test_skopeo_events_as_distribution(
     assert {e["action"] for e in ours} == {"push", "pull", "mount"}  # a shared layer
     index_pushes = [e for e in ours if e["target"].get("tag") == "v1" and e["action"] == "push"]
     assert len(index_pushes) == 2  # the image's manifest and the index, each by its tag
+
+
+def test_workers_have_outboxes_of_their_own(receiver: EventReceiver, tmp_path: Path) -> None:
+    """
+    Under --workers, each process keeps its own outbox below the configured
+    path, and every push's event arrives whichever process took it.
+    """
+    from txregistry.testing.client import request
+    from txregistry.testing.process import RegistryProcess, base_config
+
+    outbox = tmp_path / "outbox"
+    config = base_config(tmp_path / "root")
+    config.update(notifications(receiver, outbox))
+    registry = RegistryProcess(tmp_path / "work", config, args=["--workers", "2"])
+    with registry:
+        deadline = time.monotonic() + 30
+        while not (outbox / "worker-1").exists():  # the worker opens it before it listens
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.05)
+        time.sleep(1.0)  # and listens
+        pushed = []
+        for number in range(40):
+            data = f"spread {number}".encode()
+            digest = digest_of(data)
+            url = f"{registry.url}/v2/spread/blobs/uploads/?digest={digest}"
+            assert request("POST", url, data).status == 201
+            pushed.append(digest)
+        events = receiver.wait_for_events(40)
+    assert sorted(event["target"]["digest"] for event in events) == sorted(pushed)
+    folders = sorted(path.name for path in outbox.iterdir())
+    assert folders == ["main", "worker-1"]
+    sources = {event["source"]["instanceID"] for event in events}
+    assert len(sources) == 2  # both processes took pushes
