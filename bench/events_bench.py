@@ -44,7 +44,6 @@ from registry_bench import (
     Load,
     Workload,
     hey,
-    parse_hey,
     push_image,
 )
 
@@ -116,32 +115,6 @@ def manifest_of(base_url: str) -> bytes:
         client.close()
 
 
-def put_load(registry: BenchRegistry, manifest_file: Path, workload: Workload) -> Load:
-    """Load C{PUT} of the manifest with C{hey}, its body from C{manifest_file}."""
-    command = [
-        shutil.which("hey") or "hey",
-        "-z",
-        f"{workload.load_seconds:g}s",
-        "-c",
-        str(workload.connections),
-        "-m",
-        "PUT",
-        "-D",
-        str(manifest_file),
-        "-T",
-        OCI_MANIFEST,
-        f"{registry.url}/v2/{IMAGE_REPOSITORY}/manifests/{TAG}",
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=workload.load_seconds + 120, check=False
-    )
-    if result.returncode != 0 or "Requests/sec" not in result.stdout:
-        raise RuntimeError(f"hey failed ({result.returncode}): {result.stdout}{result.stderr}")
-    load = parse_hey(result.stdout)
-    load.method = "PUT"
-    return load
-
-
 def bench_one(events_on: bool, scratch: Path, receiver: Receiver, workload: Workload) -> Run:
     """Start a registry, with or without the endpoint, and load it."""
     workdir = Path(tempfile.mkdtemp(prefix="events-", dir=scratch))
@@ -159,8 +132,9 @@ def bench_one(events_on: bool, scratch: Path, receiver: Receiver, workload: Work
         push_image(registry.url, "oci")
         manifest_file = workdir / "manifest.json"
         manifest_file.write_bytes(manifest_of(registry.url))
-        run.put = put_load(registry, manifest_file, workload)
-        run.get = hey(registry, f"/v2/{IMAGE_REPOSITORY}/manifests/{TAG}", "GET", workload, ACCEPT)
+        path = f"/v2/{IMAGE_REPOSITORY}/manifests/{TAG}"
+        run.put = hey(registry, path, "PUT", workload, None, body=(manifest_file, OCI_MANIFEST))
+        run.get = hey(registry, path, "GET", workload, ACCEPT)
         if events_on:
             expected = run.put.statuses.get("201", 0) + run.get.statuses.get("200", 0)
             deadline = time.monotonic() + 60

@@ -389,9 +389,17 @@ def parse_hey(output: str) -> Load:
 
 
 def hey(
-    registry: BenchRegistry, path: str, method: str, workload: Workload, accept: str | None
+    registry: BenchRegistry,
+    path: str,
+    method: str,
+    workload: Workload,
+    accept: str | None,
+    body: tuple[Path, str] | None = None,
 ) -> Load:
-    """Load C{path} with C{hey} for C{workload.load_seconds}."""
+    """
+    Load C{path} with C{hey} for C{workload.load_seconds}; each request
+    sends C{body} (a file, and its content type) if given.
+    """
     command = [
         shutil.which("hey") or "hey",
         "-z",
@@ -403,6 +411,8 @@ def hey(
     ]
     if accept is not None:
         command += ["-A", accept]
+    if body is not None:
+        command += ["-D", str(body[0]), "-T", body[1]]
     command.append(registry.url + path)
     phase = Phase()
     with Measure(registry.pid, phase):

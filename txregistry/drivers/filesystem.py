@@ -190,14 +190,13 @@ class FilesystemDriver:
     def _full(self, path: str) -> str:
         return self.root if path == "/" else self.root + path
 
+    def _read_now(self, path: str) -> bytes:
+        with open(self._full(path), "rb") as file:
+            return file.read()
+
     def get_content(self, path: str) -> Deferred[bytes]:
         """See L{IStorageDriver.get_content}."""
-
-        def read() -> bytes:
-            with open(self._full(path), "rb") as file:
-                return file.read()
-
-        return _in_thread(path, read)
+        return _in_thread(path, lambda: self._read_now(path))
 
     def get_contents(self, paths: Sequence[str]) -> Deferred[dict[str, bytes]]:
         """
@@ -210,8 +209,7 @@ class FilesystemDriver:
             found = {}
             for path in paths:
                 try:
-                    with open(self._full(path), "rb") as file:
-                        found[path] = file.read()
+                    found[path] = self._read_now(path)
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     continue
             return found

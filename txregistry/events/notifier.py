@@ -19,9 +19,7 @@ from txregistry.events.event import RequestRecord, Source, make_event
 from txregistry.events.outbox import Outbox
 from txregistry.events.plugins import sink_factories
 from txregistry.interfaces import IEventSinkFactory
-
-# Set for each process a supervisor starts under --workers.
-_WORKER_VARIABLE = "TXREGISTRY_WORKER"
+from txregistry.workers import WORKER_VARIABLE
 
 
 def default_outbox_path() -> str:
@@ -42,7 +40,7 @@ def process_outbox_path(base: str) -> str:
     has one of its own (C{worker-1}, ...), the supervisor C{main}; the
     same after a restart, so what one left is delivered by its successor.
     """
-    worker = os.environ.get(_WORKER_VARIABLE)
+    worker = os.environ.get(WORKER_VARIABLE)
     return os.path.join(base, "main" if worker is None else f"worker-{worker}")
 
 

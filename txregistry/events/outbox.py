@@ -106,8 +106,8 @@ class Outbox:
         self._pending = _Pending()
         self._writing = False
         self._end = Position(0, 0)
-        self._retained_from = Position(0, 0)
-        self._segment_bytes: dict[int, int] = {}  # each kept segment's length
+        # Each kept segment's length: the segments are these, and no other.
+        self._segment_bytes: dict[int, int] = {}
         # The segments whose directory entry is on disk (written by the
         # outbox thread only).
         self._entry_synced: set[int] = set()
@@ -128,18 +128,12 @@ class Outbox:
         start-up, before requests are answered (it reads a few small files
         and the last segment's end).
         """
-        self._open_now()
-
-    def _segments(self) -> list[int]:
-        return sorted(
+        os.makedirs(self.path, exist_ok=True)
+        segments = sorted(
             int(found.group(1))
             for name in os.listdir(self.path)
             if (found := _SEGMENT.fullmatch(name)) is not None
         )
-
-    def _open_now(self) -> None:
-        os.makedirs(self.path, exist_ok=True)
-        segments = self._segments()
         if not segments:
             self._end = Position(1, 0)
             open(os.path.join(self.path, _segment_name(1)), "ab").close()
@@ -161,7 +155,6 @@ class Outbox:
                     except (ValueError, KeyError, TypeError):
                         continue  # a cursor is only written whole; ignore junk
                 self._cursors[name[len("cursor-") : -len(".json")]] = position
-        self._retained_from = Position(segments[0], 0) if segments else self._end
         for number in segments or [self._end.segment]:
             name = os.path.join(self.path, _segment_name(number))
             self._segment_bytes[number] = os.path.getsize(name)
@@ -413,11 +406,9 @@ class Outbox:
         self._cursors[endpoint] = position
         self._undelivered = None
         oldest = min(self._cursors.values())
-        doomed = list(range(self._retained_from.segment, oldest.segment))
-        if doomed:
-            self._retained_from = Position(oldest.segment, 0)
-            for number in doomed:
-                self._segment_bytes.pop(number, None)
+        doomed = sorted(number for number in self._segment_bytes if number < oldest.segment)
+        for number in doomed:
+            del self._segment_bytes[number]
 
         def save() -> None:
             self._save_cursor(endpoint, position)
