@@ -9,6 +9,7 @@ C{tests/test_notifications.py}.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -26,6 +27,7 @@ from zope.interface.verify import verifyObject
 from support import temporary_directory
 from txregistry.config.notifications import EndpointConfig, IgnoreConfig, NotificationsConfig
 from txregistry.digest import Digest
+from txregistry.errors import RegistryError
 from txregistry.events import outbox as outbox_module
 from txregistry.events.delivery import EndpointDelivery, wanted
 from txregistry.events.event import (
@@ -186,6 +188,31 @@ class OutboxTests(TestCase):
         await outbox.append(event(2), durable=True)
         records = await outbox.read(Position(1, 0), 10)
         self.assertEqual([json.loads(r.line)["number"] for r in records], [1, 2])
+
+    async def test_write_fails(self) -> None:
+        """
+        A write that fails (a full disk) refuses the durable events waiting
+        for it with UNAVAILABLE (503), logs one line, leaves nothing half
+        written, and the next events are stored after the last whole one.
+        """
+        logged: list[dict[str, Any]] = []
+        self.patch(outbox_module, "_log", Logger(observer=logged.append))
+        outbox = self.opened()
+        await outbox.append(event(1), durable=True)
+        real_fsync = os.fsync
+
+        def full(descriptor: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(outbox_module.os, "fsync", full)
+        error = await self.assertFailure(outbox.append(event(2), durable=True), RegistryError)
+        self.assertEqual((error.error_code.code, error.status), ("UNAVAILABLE", 503))
+        self.assertEqual(len(logged), 1)
+        self.assertIn("cannot be written", logged[0]["log_format"])
+        self.patch(outbox_module.os, "fsync", real_fsync)
+        await outbox.append(event(3), durable=True)
+        records = await self.opened().read(Position(1, 0), 10)
+        self.assertEqual([json.loads(r.line)["number"] for r in records], [1, 3])
 
     async def test_flush(self) -> None:
         """

@@ -14,7 +14,9 @@ every endpoint has passed is deleted.
 
 The outbox holds at most C{max_bytes} of undelivered events: an event that
 would go beyond is dropped, counted in L{Outbox.dropped} and logged (once
-per spell of drops, with the count when it ends), never silently.
+per spell of drops, with the count when it ends), never silently.  An
+event that cannot be written (a full disk) is logged; a push or delete
+waiting for it fails with UNAVAILABLE (503), and nothing half written stays.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import orjson
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from txregistry.errors import UNAVAILABLE
 from txregistry.threads import ThreadPool
 
 _log = Logger()
@@ -310,19 +313,28 @@ class Outbox:
         self._segment_bytes[start.segment] = self._end.offset
 
         def write() -> None:
-            with open(os.path.join(self.path, _segment_name(start.segment)), "ab") as file:
-                file.write(data)
-                file.flush()
-                if pending.durable:
-                    os.fsync(file.fileno())
-            if pending.durable and start.segment not in self._entry_synced:
-                # A new segment's directory entry must survive a crash too.
-                folder = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            segment = os.path.join(self.path, _segment_name(start.segment))
+            try:
+                with open(segment, "ab") as file:
+                    file.write(data)
+                    file.flush()
+                    if pending.durable:
+                        os.fsync(file.fileno())
+                if pending.durable and start.segment not in self._entry_synced:
+                    # A new segment's directory entry must survive a crash too.
+                    folder = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+                    try:
+                        os.fsync(folder)
+                    finally:
+                        os.close(folder)
+                    self._entry_synced.add(start.segment)
+            except OSError:
+                # Nothing half written stays, for the next events to follow.
                 try:
-                    os.fsync(folder)
-                finally:
-                    os.close(folder)
-                self._entry_synced.add(start.segment)
+                    os.truncate(segment, start.offset)
+                except OSError:
+                    pass
+                raise
 
         def written(result: object) -> object:
             self._remember(start, pending)
@@ -335,9 +347,18 @@ class Outbox:
             return result
 
         def failed(failure: Any) -> None:
-            _log.failure("notifications: the outbox cannot be written", failure)
+            _log.error(
+                "notifications: the outbox cannot be written ({error}); {count} events "
+                "not stored, their requests refused",
+                error=failure.value,
+                count=len(pending.lines),
+            )
+            self._end = start
+            self._segment_bytes[start.segment] = start.offset
+            self._undelivered = None
+            refusal = UNAVAILABLE(f"the notifications outbox cannot be written: {failure.value}")
             for waiter in pending.waiters:
-                waiter.errback(failure)
+                waiter.errback(refusal)
             self._writing = False
             self._schedule()
 
