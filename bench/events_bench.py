@@ -1,24 +1,28 @@
 """
 The cost of notifications: manifest C{PUT} and C{GET} requests/s of one
-txregistry process with one webhook endpoint configured against none, in
-one run, on one machine.
+txregistry process with one webhook endpoint configured against one
+without, in one run, on one machine.
 
-For each run, and each of "off" and "on" (the order alternates between
-runs), a fresh txregistry on a free port of 127.0.0.1 with its own data
-folder (filesystem storage, log level C{warn}, no access log); "on" adds
-one endpoint, a receiver process (C{tests/event_receiver.py}) on loopback
-answering 200, and an outbox of its own.  Each pushes a small image, then
-loads, with C{hey} (32 connections):
+Two txregistry processes run side by side, each on a free port of
+127.0.0.1 with its own data folder (filesystem storage, log level C{warn},
+no access log): "off", and "on" with one endpoint, a receiver process
+(C{tests/event_receiver.py}) on loopback answering 200, and an outbox of
+its own.  Each gets a small image pushed; then, with C{hey} (32
+connections), one registry at a time:
 
  1. C{PUT} of the manifest by tag (each one stored again, and with events
     on, a push event on disk, group-committed, before the 201);
  2. C{GET} of the manifest by tag (a pull event each, not waited for).
 
-It prints the medians of requests/s, the ratios on/off against the issue's
-targets (PUT at least 0.8, GET at least 0.9), the events the receiver got,
-and the registry's peak RSS; every figure goes to C{--json}.
+Each method gets C{--rounds} loads per registry, alternating (off, on, on,
+off, ...), so that the machine's speed drifting (it is shared) weighs on
+both alike; after each load of "on", its events are waited for, so that
+delivering them does not weigh on the next load.  It prints the medians of
+requests/s, the ratios on/off against the issue's targets (PUT at least
+0.8, GET at least 0.9), and whether the receiver got every event; every
+figure goes to C{--json}.
 
-Run: C{.venv/bin/python bench/events_bench.py [--runs N] [--seconds S]
+Run: C{.venv/bin/python bench/events_bench.py [--rounds N] [--seconds S]
 [--json bench/results-events.json]} (C{hey}: Debian's package).
 """
 
@@ -96,13 +100,12 @@ class Receiver:
 
 
 @dataclass
-class Run:
-    """One registry's figures."""
+class Slice:
+    """One load of one registry."""
 
     events_on: bool
-    put: Load = field(default_factory=Load)
-    get: Load = field(default_factory=Load)
-    events_received: int = 0
+    method: str
+    load: Load = field(default_factory=Load)
 
 
 def manifest_of(base_url: str) -> bytes:
@@ -115,9 +118,11 @@ def manifest_of(base_url: str) -> bytes:
         client.close()
 
 
-def bench_one(events_on: bool, scratch: Path, receiver: Receiver, workload: Workload) -> Run:
-    """Start a registry, with or without the endpoint, and load it."""
-    workdir = Path(tempfile.mkdtemp(prefix="events-", dir=scratch))
+def start_registry(events_on: bool, scratch: Path, receiver: Receiver) -> BenchRegistry:
+    """A registry with its own data and, with events on, the endpoint and an outbox."""
+    workdir = Path(
+        tempfile.mkdtemp(prefix="events-on-" if events_on else "events-off-", dir=scratch)
+    )
     config = bench_config(workdir / "data")
     if events_on:
         config["notifications"] = {
@@ -126,31 +131,31 @@ def bench_one(events_on: bool, scratch: Path, receiver: Receiver, workload: Work
         }
     registry = BenchRegistry(workdir, config, reference=False)
     registry.start()
-    run = Run(events_on)
-    before = receiver.events()
-    try:
-        push_image(registry.url, "oci")
-        manifest_file = workdir / "manifest.json"
-        manifest_file.write_bytes(manifest_of(registry.url))
-        path = f"/v2/{IMAGE_REPOSITORY}/manifests/{TAG}"
-        run.put = hey(registry, path, "PUT", workload, None, body=(manifest_file, OCI_MANIFEST))
-        run.get = hey(registry, path, "GET", workload, ACCEPT)
-        if events_on:
-            expected = run.put.statuses.get("201", 0) + run.get.statuses.get("200", 0)
-            deadline = time.monotonic() + 60
-            while receiver.events() - before < expected and time.monotonic() < deadline:
-                time.sleep(0.2)
-            run.events_received = receiver.events() - before
-    finally:
-        registry.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    return run
+    push_image(registry.url, "oci")
+    return registry
+
+
+def wait_for_events(receiver: Receiver, expected: int) -> int:
+    """Wait (at most a minute) until the receiver has C{expected} events; how many it has."""
+    deadline = time.monotonic() + 60
+    while receiver.events() < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return receiver.events()
+
+
+def settled_events(receiver: Receiver) -> int:
+    """The receiver's events once no more have come for a second."""
+    count = -1
+    while (latest := receiver.events()) != count:
+        count = latest
+        time.sleep(1)
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="each load's duration")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=5.0, help="each load's duration")
     parser.add_argument(
         "--json", type=Path, default=REPOSITORY_ROOT / "bench" / "results-events.json"
     )
@@ -158,34 +163,66 @@ def main(argv: list[str] | None = None) -> int:
     workload = Workload(load_seconds=args.seconds)
     scratch = Path(tempfile.mkdtemp(prefix="txregistry-events-bench-"))
     receiver = Receiver(scratch)
-    runs: list[Run] = []
+    registries: dict[bool, BenchRegistry] = {}
+    slices: list[Slice] = []
+    events_expected = 0
+    events_received = 0
     try:
-        for number in range(args.runs):
-            order = (False, True) if number % 2 == 0 else (True, False)
-            for events_on in order:
-                run = bench_one(events_on, scratch, receiver, workload)
-                runs.append(run)
-                print(
-                    f"run {number + 1}/{args.runs} events {'on ' if events_on else 'off'}: "
-                    f"PUT {run.put.rps:.0f}/s ({run.put.errors} errors), "
-                    f"GET {run.get.rps:.0f}/s ({run.get.errors} errors)"
-                    + (f", {run.events_received} events received" if events_on else ""),
-                    flush=True,
-                )
+        for events_on in (False, True):
+            registries[events_on] = start_registry(events_on, scratch, receiver)
+        manifest_files: dict[bool, Path] = {}
+        for events_on, registry in registries.items():
+            # Each registry PUTs again the manifest of its own image.
+            manifest_files[events_on] = scratch / f"manifest-{events_on}.json"
+            manifest_files[events_on].write_bytes(manifest_of(registry.url))
+        path = f"/v2/{IMAGE_REPOSITORY}/manifests/{TAG}"
+        events_expected = settled_events(receiver)  # the image's push
+        for method in ("PUT", "GET"):
+            for number in range(args.rounds):
+                # off, on, on, off, ...: a drift of the machine's speed weighs on both.
+                order = (False, True) if number % 2 == 0 else (True, False)
+                for events_on in order:
+                    registry = registries[events_on]
+                    if method == "PUT":
+                        load = hey(
+                            registry,
+                            path,
+                            "PUT",
+                            workload,
+                            None,
+                            body=(manifest_files[events_on], OCI_MANIFEST),
+                        )
+                    else:
+                        load = hey(registry, path, "GET", workload, ACCEPT)
+                    slices.append(Slice(events_on, method, load))
+                    if events_on:
+                        # Its delivery done before the next load, so as not to weigh on it.
+                        events_expected += load.statuses.get("201" if method == "PUT" else "200", 0)
+                        events_received = wait_for_events(receiver, events_expected)
+                    print(
+                        f"{method} round {number + 1}/{args.rounds} events "
+                        f"{'on ' if events_on else 'off'}: {load.rps:.0f}/s ({load.errors} errors)"
+                        + (
+                            f", {events_received}/{events_expected} events received"
+                            if events_on
+                            else ""
+                        ),
+                        flush=True,
+                    )
     finally:
+        for registry in registries.values():
+            registry.stop()
         receiver.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    result: dict[str, Any] = {"machine": machine(), "source": source_version(), "runs": []}
-    print(f"\nmedians of {args.runs} runs, {workload.connections} connections, ", end="")
-    print(f"{args.seconds:g} s each")
+    result: dict[str, Any] = {"machine": machine(), "source": source_version()}
+    print(f"\nmedians of {args.rounds} loads each, {workload.connections} connections, ", end="")
+    print(f"{args.seconds:g} s each, the two registries' loads alternating")
     ok = True
     for method in ("PUT", "GET"):
         off = statistics.median(
-            (run.put if method == "PUT" else run.get).rps for run in runs if not run.events_on
+            s.load.rps for s in slices if s.method == method and not s.events_on
         )
-        on = statistics.median(
-            (run.put if method == "PUT" else run.get).rps for run in runs if run.events_on
-        )
+        on = statistics.median(s.load.rps for s in slices if s.method == method and s.events_on)
         ratio = on / off if off else 0.0
         met = ratio >= TARGETS[method]
         ok = ok and met
@@ -194,11 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(target >= {TARGETS[method]}: {'met' if met else 'NOT met'})"
         )
         result[method] = {"off": off, "on": on, "ratio": ratio, "target": TARGETS[method]}
-    errors = sum(run.put.errors + run.get.errors for run in runs)
-    print(f"errors: {errors}")
-    result["runs"] = [asdict(run) for run in runs]
+    errors = sum(s.load.errors for s in slices)
+    lost = events_expected - events_received
+    print(f"errors: {errors}; events: {events_received} of {events_expected} received")
+    result["events"] = {"expected": events_expected, "received": events_received}
+    result["slices"] = [asdict(s) for s in slices]
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if ok and errors == 0 else 1
+    return 0 if ok and errors == 0 and lost == 0 else 1
 
 
 if __name__ == "__main__":

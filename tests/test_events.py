@@ -13,12 +13,14 @@ import errno
 import json
 import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -34,27 +36,49 @@ from txregistry.events.event import (
     EncodedEvents,
     RequestRecord,
     Source,
+    _Ids,
     content_target,
     deletion_target,
+    encode_event,
     envelope,
-    make_event,
     timestamp,
 )
-from txregistry.events.notifier import Notifications, process_outbox_path
+from txregistry.events.notifier import PULL_LINGER, Notifications, process_outbox_path
 from txregistry.events.outbox import Outbox, Position
 from txregistry.events.webhook import WebhookSinkFactory
 from txregistry.interfaces import IEventSink, IEventSinkFactory
 
-REQUEST = RequestRecord("r-1", "127.0.0.1:4000", "registry:5000", "PUT", "skopeo/1.0")
+REQUEST = RequestRecord("127.0.0.1:4000", "registry:5000", "PUT", "skopeo/1.0", id="r-1")
 SOURCE = Source("host", "instance")
 DIGEST = Digest.of(b"manifest")
 
 
-def event(number: int, action: str = "push", media_type: str = "m") -> dict[str, Any]:
+def make_event(
+    action: str,
+    target: Mapping[str, Any],
+    request: RequestRecord,
+    actor: str | None,
+    source: Source,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The document L{encode_event} encodes."""
+    document: dict[str, Any] = json.loads(encode_event(action, target, request, actor, source, now))
+    return document
+
+
+def event(number: int, action: str = "push", media_type: str = "m") -> bytes:
+    """An event as the outbox takes it, with its C{number} (for the tests to find)."""
     target = content_target("app", media_type, number, DIGEST, "http://r/v2/app")
     document = make_event(action, target, REQUEST, "alice", SOURCE)
     document["number"] = number
-    return document
+    return json.dumps(document).encode()
+
+
+def _seconds(stamp: str) -> float:
+    """The time of an event's timestamp (to the microsecond)."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return moment.timestamp() + float("0." + (fraction or "0"))
 
 
 class EventTests(SynchronousTestCase):
@@ -65,6 +89,28 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(timestamp(0), "1970-01-01T00:00:00Z")
         self.assertEqual(timestamp(1.5), "1970-01-01T00:00:01.5Z")
         self.assertEqual(timestamp(1.999999999999), "1970-01-01T00:00:02Z")
+
+    def test_ids(self) -> None:
+        """Ids are distinct UUIDs of version 4's form, to the counter's last value."""
+        ids = _Ids()
+        ids._counter = iter([0, 1, (1 << 62) - 1, 1 << 62])
+        made = [ids.next() for _ in range(4)]
+        for made_id in made:
+            parsed = uuid.UUID(made_id)
+            self.assertEqual((parsed.version, parsed.variant), (4, uuid.RFC_4122))
+            self.assertEqual(str(parsed), made_id)
+        self.assertEqual(len(set(made[:3])), 3)
+        self.assertEqual(made[0], made[3])  # the counter wraps at 62 bits
+        self.assertTrue(made[2].endswith("-bfff-ffffffffffff"))
+
+    def test_request_id(self) -> None:
+        """A request without an id gets one when first read, the same for all its events."""
+        record = RequestRecord("127.0.0.1:1", "r", "GET", "ua")
+        first = make_event("pull", deletion_target("app", DIGEST), record, None, SOURCE)
+        second = make_event("pull", deletion_target("app", DIGEST), record, None, SOURCE)
+        self.assertEqual(first["request"]["id"], second["request"]["id"])
+        self.assertEqual(uuid.UUID(record.id).version, 4)
+        self.assertNotEqual(first["id"], second["id"])
 
     def test_push_event(self) -> None:
         """Every field Distribution's push event has, with the tag and references."""
@@ -125,10 +171,19 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(
             json.loads(envelope([{"a": 1}, {"b": 2}])), {"events": [{"a": 1}, {"b": 2}]}
         )
-        encoded = EncodedEvents()
-        encoded.extend([{"a": 1}, {"b": 2}])
-        encoded.encoded.extend([b'{"a":1}', b'{"b":2,"as":"stored"}'])
-        self.assertEqual(envelope(encoded), b'{"events":[{"a":1},{"b":2,"as":"stored"}]}')
+        encoded = EncodedEvents([b'{"a":1}', b'{"b": 2, "as": "stored"}'])
+        self.assertEqual(envelope(encoded), b'{"events":[{"a":1},{"b": 2, "as": "stored"}]}')
+
+    def test_encoded_events(self) -> None:
+        """A sink that reads the events as mappings gets each line parsed."""
+        encoded = EncodedEvents([b'{"a":1}', b'{"b":2}', b'{"c":3}'])
+        self.assertEqual(len(encoded), 3)
+        self.assertEqual(encoded[1], {"b": 2})
+        self.assertEqual(encoded[-1], {"c": 3})
+        self.assertEqual(encoded[:2], [{"a": 1}, {"b": 2}])
+        self.assertEqual(list(encoded), [{"a": 1}, {"b": 2}, {"c": 3}])
+        with self.assertRaises(IndexError):
+            encoded[3]
 
     def test_wanted(self) -> None:
         """An endpoint's ignored media types and actions filter its events."""
@@ -138,10 +193,10 @@ class EventTests(SynchronousTestCase):
             ignored_media_types=("old",),
             ignore=IgnoreConfig(media_types=("skip",), actions=("pull",)),
         )
-        self.assertTrue(wanted(endpoint, event(1)))
-        self.assertFalse(wanted(endpoint, event(1, media_type="old")))
-        self.assertFalse(wanted(endpoint, event(1, media_type="skip")))
-        self.assertFalse(wanted(endpoint, event(1, action="pull")))
+        self.assertTrue(wanted(endpoint, json.loads(event(1))))
+        self.assertFalse(wanted(endpoint, json.loads(event(1, media_type="old"))))
+        self.assertFalse(wanted(endpoint, json.loads(event(1, media_type="skip"))))
+        self.assertFalse(wanted(endpoint, json.loads(event(1, action="pull"))))
         deletion = make_event("delete", deletion_target("app", DIGEST), REQUEST, None, SOURCE)
         self.assertTrue(wanted(endpoint, deletion))
 
@@ -216,8 +271,8 @@ class OutboxTests(TestCase):
 
     async def test_flush(self) -> None:
         """
-        A flush writes the pulls that are gathering at once, and fires once
-        they are written; with nothing to write it fires too.
+        A flush fires once what was appended before it is written, the
+        pulls too; with nothing to write it fires too.
         """
         outbox = self.opened()
         await outbox.flush()
@@ -275,6 +330,44 @@ class OutboxTests(TestCase):
         left = sorted(name for name in os.listdir(self.path) if name.startswith("events-"))
         self.assertEqual(left, segments[-1:])
         self.assertLess(outbox.undelivered_bytes, before)
+
+    async def test_memory_reads_as_disk(self) -> None:
+        """
+        The last events are read from memory, from any event's position,
+        across writes and segments, exactly as from the segments; from a
+        position before them, or after a restart, they are read from disk.
+        """
+        self.patch(outbox_module, "SEGMENT_BYTES", 1500)
+        self.patch(outbox_module, "RECENT_EVENTS", 12)
+        outbox = self.opened()
+        start = outbox.cursor("e")
+        for group in range(6):  # writes of 1 to 6 events
+            outbox.extend([event(group * 10 + number) for number in range(group + 1)])
+            await outbox.flush()
+        reads: list[str] = []
+        real_run = outbox._pool.run
+
+        def run(function: Any) -> Any:
+            reads.append("disk")
+            return real_run(function)
+
+        self.patch(outbox._pool, "run", run)
+        everything = await outbox.read(start, 100)
+        self.assertEqual(reads, ["disk"])  # the first writes are no longer in memory
+        self.assertEqual(len(everything), 21)
+        again = Outbox(self.path, 1 << 30)
+        again.open()
+        for index, record in enumerate(everything):
+            for limit in (1, 5, 100):
+                reads.clear()
+                expected = await again.read(record.after, limit)
+                found = await outbox.read(record.after, limit)
+                self.assertEqual(
+                    [(r.line, r.after) for r in found], [(r.line, r.after) for r in expected]
+                )
+                # Kept: whole writes, the last three (15 events, from the 7th).
+                self.assertEqual(reads, ["disk"] if index + 1 < 6 else [])
+        self.assertEqual(await outbox.read(outbox.end, 10), [])
 
     async def test_bound(self) -> None:
         """At the bound, events are dropped, counted and logged; room again takes them."""
@@ -458,6 +551,41 @@ class NotificationsTests(TestCase):
         self.assertEqual(delivered["action"], "delete")
         self.assertEqual(delivered["actor"], {"name": "bob"})
         self.assertEqual(notifications.counters["e"].delivered, 1)
+
+    async def test_pulls_gathered_in_order(self) -> None:
+        """
+        Pulls are not written one by one: they gather, and are stored
+        together, before any durable event emitted after them, with the
+        time each happened; L{Notifications.stop} stores those gathering.
+        """
+        clock = Clock()
+        config = self.config()
+        notifications = Notifications(config, clock, {"recording": RecordingSinkFactory()})
+        notifications.open()
+        target = deletion_target("app", DIGEST)
+        pulled = notifications.emit("pull", target, REQUEST, None, durable=False)
+        self.assertTrue(pulled.called)
+        notifications.emit("pull", target, REQUEST, None, durable=False)
+        self.assertEqual(notifications.outbox.end, Position(1, 0))  # gathering
+        await notifications.emit("delete", target, REQUEST, None, durable=True)
+        records = await notifications.outbox.read(Position(1, 0), 10)
+        self.assertEqual(
+            [json.loads(r.line)["action"] for r in records], ["pull", "pull", "delete"]
+        )
+        self.assertEqual(clock.getDelayedCalls(), [])  # the linger was cancelled
+
+        clock.advance(1)
+        notifications.emit("pull", target, REQUEST, None, durable=False)
+        clock.advance(PULL_LINGER)  # stored after the linger
+        last_time = time.time()
+        notifications.emit("pull", target, REQUEST, None, durable=False)
+        await notifications.stop()  # stored at stop
+        again = Outbox(notifications.outbox.path, 1 << 30)
+        again.open()
+        records = await again.read(Position(1, 0), 10)
+        self.assertEqual(len(records), 5)
+        stamped = json.loads(records[-1].line)["timestamp"]
+        self.assertLessEqual(abs(_seconds(stamped) - last_time), 1)
 
     def test_unknown_sink(self) -> None:
         """An endpoint naming a sink nobody installed is a config error naming the key."""

@@ -490,7 +490,8 @@ class IEventSink(Interface):
         """
         Deliver C{events} (Distribution's event documents, oldest first).
         The registry hands a L{txregistry.events.event.EncodedEvents}: a
-        list that also holds each event's JSON, for a sink that sends JSON.
+        sequence that holds each event's JSON (C{encoded}), for a sink
+        that sends JSON, and parses an event only when it is read.
 
         @return: a Deferred firing when the receiver has them, or failing
             with any exception when it may not (the batch is then written

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -30,28 +30,48 @@ MOUNT = "mount"
 DELETE = "delete"
 ACTIONS = (PULL, PUSH, MOUNT, DELETE)
 
-Event = dict[str, Any]
 
-
-@dataclass(frozen=True)
 class RequestRecord:
-    """The request an event comes from (Distribution's RequestRecord)."""
+    """
+    The request an event comes from (Distribution's RequestRecord).  Its
+    id and JSON are made when an event of it is first encoded (pulls are
+    encoded together, after their requests), then kept: every event of
+    the request carries the same.
+    """
 
-    id: str
-    addr: str
-    host: str
-    method: str
-    useragent: str
+    __slots__ = ("_encoded", "_id", "addr", "host", "method", "useragent")
 
-    def document(self) -> dict[str, str]:
-        """As the event carries it."""
-        return {
-            "id": self.id,
-            "addr": self.addr,
-            "host": self.host,
-            "method": self.method,
-            "useragent": self.useragent,
-        }
+    def __init__(
+        self, addr: str, host: str, method: str, useragent: str, id: str | None = None
+    ) -> None:
+        self._id = id
+        self.addr = addr
+        self.host = host
+        self.method = method
+        self.useragent = useragent
+        self._encoded: bytes | None = None
+
+    @property
+    def id(self) -> str:
+        """The request's id: a UUID, unless given."""
+        if self._id is None:
+            self._id = new_id()
+        return self._id
+
+    @property
+    def encoded(self) -> bytes:
+        """As events carry it."""
+        if self._encoded is None:
+            self._encoded = orjson.dumps(
+                {
+                    "id": self.id,
+                    "addr": self.addr,
+                    "host": self.host,
+                    "method": self.method,
+                    "useragent": self.useragent,
+                }
+            )
+        return self._encoded
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,11 @@ class Source:
         """This process."""
         return cls(socket.gethostname(), new_id())
 
+    @functools.cached_property
+    def encoded(self) -> bytes:
+        """As events carry it (made once)."""
+        return orjson.dumps({"addr": self.addr, "instanceID": self.instance_id})
+
 
 class _Ids:
     """
@@ -79,16 +104,15 @@ class _Ids:
     """
 
     def __init__(self) -> None:
-        self._high = secrets.randbits(60)
+        high = secrets.randbits(60)
+        # The first three groups: the random start-up bits, and the version.
+        self._prefix = f"{high >> 28:08x}-{(high >> 12) & 0xFFFF:04x}-4{high & 0xFFF:03x}-"
         self._counter = itertools.count(secrets.randbits(62))
 
     def next(self) -> str:
-        low = next(self._counter) & ((1 << 62) - 1)
-        high = self._high
-        return (
-            f"{high >> 28:08x}-{(high >> 12) & 0xFFFF:04x}-4{high & 0xFFF:03x}-"
-            f"{0x8000 | (low >> 48):04x}-{low & 0xFFFFFFFFFFFF:012x}"
-        )
+        # The variant's bits (10), then the counter's 62: the last two groups.
+        low = f"{(1 << 63) | (next(self._counter) & ((1 << 62) - 1)):016x}"
+        return f"{self._prefix}{low[:4]}-{low[4:]}"
 
 
 new_id = _Ids().next
@@ -112,24 +136,37 @@ def timestamp(seconds: float) -> str:
     return text + "Z"
 
 
-def make_event(
+_NO_ACTOR = b"{}"
+_ACTION_JSON = {action: orjson.dumps(action) for action in ACTIONS}
+
+
+def encode_event(
     action: str,
     target: Mapping[str, Any],
     request: RequestRecord,
     actor: str | None,
     source: Source,
     now: float | None = None,
-) -> Event:
-    """One event, with a fresh id (kept across retries: receivers dedupe by it)."""
-    return {
-        "id": new_id(),
-        "timestamp": timestamp(time.time() if now is None else now),
-        "action": action,
-        "target": dict(target),
-        "request": request.document(),
-        "actor": {"name": actor} if actor else {},
-        "source": {"addr": source.addr, "instanceID": source.instance_id},
-    }
+) -> bytes:
+    """
+    One event as JSON, with a fresh id (kept across retries: receivers
+    dedupe by it), in Distribution's order of fields.  The request's and
+    the source's JSON are made once and spliced in: an event is made for
+    every manifest GET, and making and encoding its whole document cost
+    twice as much.
+    """
+    return (
+        b'{"id":"%s","timestamp":"%s","action":%s,"target":%s,"request":%s,"actor":%s,"source":%s}'
+        % (
+            new_id().encode("ascii"),
+            timestamp(time.time() if now is None else now).encode("ascii"),
+            _ACTION_JSON.get(action) or orjson.dumps(action),
+            orjson.dumps(target),
+            request.encoded,
+            orjson.dumps({"name": actor}) if actor else _NO_ACTOR,
+            source.encoded,
+        )
+    )
 
 
 def descriptor(media_type: str, size: int, digest: Digest) -> dict[str, Any]:
@@ -182,20 +219,34 @@ def deletion_target(
     return target
 
 
-class EncodedEvents(list[Mapping[str, Any]]):
+class EncodedEvents(Sequence[Mapping[str, Any]]):
     """
-    Events as the outbox hands them to a sink: each event, and in
-    C{encoded} the same events as JSON (a sink that sends JSON sends these
-    bytes, and encodes nothing again).
+    Events as the outbox hands them to a sink: their JSON lines, in
+    C{encoded} (a sink that sends JSON sends these bytes, and encodes
+    nothing again), each parsed only when a sink reads it as a mapping
+    (the webhook never does).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoded: list[bytes] = []
+    def __init__(self, encoded: list[bytes] | None = None) -> None:
+        self.encoded: list[bytes] = [] if encoded is None else encoded
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [orjson.loads(line) for line in self.encoded[index]]
+        return orjson.loads(self.encoded[index])
 
 
 def envelope(events: Sequence[Mapping[str, Any]]) -> bytes:
     """The body a webhook receives."""
-    if isinstance(events, EncodedEvents) and len(events.encoded) == len(events):
+    if isinstance(events, EncodedEvents):
         return b'{"events":[' + b",".join(events.encoded) + b"]}"
     return orjson.dumps({"events": list(events)})

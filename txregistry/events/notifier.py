@@ -7,6 +7,7 @@ takes each event into the outbox and runs one delivery per endpoint.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,11 +16,14 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from txregistry.config.core import ConfigError
 from txregistry.config.notifications import NotificationsConfig
 from txregistry.events.delivery import EndpointCounters, EndpointDelivery
-from txregistry.events.event import RequestRecord, Source, make_event
+from txregistry.events.event import RequestRecord, Source, encode_event
 from txregistry.events.outbox import Outbox
 from txregistry.events.plugins import sink_factories
 from txregistry.interfaces import IEventSinkFactory
 from txregistry.workers import WORKER_VARIABLE
+
+# How long pull events gather before they are stored, together.
+PULL_LINGER = 0.1
 
 
 def default_outbox_path() -> str:
@@ -81,6 +85,12 @@ class Notifications:
                     f"notifications.endpoints[{number}].{error.key}", error.problem
                 ) from None
             self.deliveries.append(EndpointDelivery(endpoint, sink, self.outbox, reactor))
+        self._reactor = reactor
+        # Pull events (no request waits for them), gathered for L{PULL_LINGER}
+        # and then encoded and written together: encoding them one after
+        # another cost half what encoding each in its request did.
+        self._gathered: list[tuple[str, Mapping[str, Any], RequestRecord, str | None, float]] = []
+        self._later: Any = None
         self.counters: dict[str, EndpointCounters] = {
             delivery.endpoint.name: delivery.counters for delivery in self.deliveries
         }
@@ -116,8 +126,29 @@ class Notifications:
         """
         if not self.deliveries:
             return succeed(None)
-        event = make_event(action, target, request, actor, self.source)
-        return self.outbox.append(event, durable)
+        if not durable:
+            self._gathered.append((action, target, request, actor, time.time()))
+            if self._later is None:
+                self._later = self._reactor.callLater(PULL_LINGER, self._store_gathered)
+            return succeed(None)
+        self._store_gathered()  # the pulls before it go first
+        return self.outbox.append(encode_event(action, target, request, actor, self.source), True)
+
+    def _store_gathered(self) -> None:
+        """Encode the pulls gathered, and hand them to the outbox: one write."""
+        if self._later is not None:
+            if self._later.active():
+                self._later.cancel()
+            self._later = None
+        gathered, self._gathered = self._gathered, []
+        if gathered:
+            source = self.source
+            self.outbox.extend(
+                [
+                    encode_event(action, target, request, actor, source, when)
+                    for action, target, request, actor, when in gathered
+                ]
+            )
 
     def stop(self) -> Deferred[Any]:
         """
@@ -126,5 +157,6 @@ class Notifications:
         """
         stopping = [delivery.stop() for delivery in self.deliveries]
         if self.deliveries:
+            self._store_gathered()
             stopping.append(self.outbox.flush())
         return DeferredList(stopping)

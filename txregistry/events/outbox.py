@@ -21,7 +21,6 @@ waiting for it fails with UNAVAILABLE (503), and nothing half written stays.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -29,7 +28,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import orjson
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -40,8 +38,6 @@ _log = Logger()
 
 # A segment is closed once it holds this much; each is deleted as a whole.
 SEGMENT_BYTES = 8 << 20
-# How long pull events (not waited for) gather before they are written.
-PULL_LINGER = 0.02
 # How many of the last events written are kept in memory, so that an
 # endpoint that keeps up reads and parses nothing.
 RECENT_EVENTS = 1024
@@ -64,16 +60,25 @@ class Position(NamedTuple):
 
 class Record:
     """
-    One stored event: its JSON line and the position just after it; the
-    event itself when it was read from memory (else it is the line's).
+    One stored event: its JSON line and the position just after it.
     """
 
-    __slots__ = ("after", "event", "line")
+    __slots__ = ("after", "line")
 
-    def __init__(self, line: bytes, after: Position, event: dict[str, Any] | None = None) -> None:
+    def __init__(self, line: bytes, after: Position) -> None:
         self.line = line
         self.after = after
-        self.event = event
+
+
+class _Written:
+    """One write's events, kept in memory (see L{Outbox.read})."""
+
+    __slots__ = ("end", "lines", "start")
+
+    def __init__(self, start: Position, end: Position, lines: list[bytes]) -> None:
+        self.start = start
+        self.end = end
+        self.lines = lines
 
 
 class _Pending:
@@ -81,7 +86,6 @@ class _Pending:
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
-        self.events: list[dict[str, Any]] = []
         self.durable = False
         self.waiters: list[Deferred[None]] = []
 
@@ -94,13 +98,7 @@ class Outbox:
     happen one after another.
     """
 
-    def __init__(self, path: str, max_bytes: int, reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
-        self._reactor = reactor
-        self._later: Any = None  # the write that pull events wait for
+    def __init__(self, path: str, max_bytes: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.dropped = 0
@@ -114,10 +112,11 @@ class Outbox:
         # The segments whose directory entry is on disk (written by the
         # outbox thread only).
         self._entry_synced: set[int] = set()
-        # The last events written, with where each starts (see read).
-        self._recent: deque[tuple[Position, Record]] = deque()
-        self._recent_by_start: dict[Position, int] = {}
-        self._recent_base = 0
+        # The last writes, in order, holding at least RECENT_EVENTS events
+        # (see read): one entry a write; an entry an event cost 2 of the
+        # 20 us an event costs the registry under a load of pulls.
+        self._recent: deque[_Written] = deque()
+        self._recent_events = 0
         self._listeners: list[Callable[[int], None]] = []
         self._cursors: dict[str, Position] = {}
         # The bytes from the furthest-behind cursor to the end, once counted.
@@ -218,17 +217,39 @@ class Outbox:
 
     # -- appending ---------------------------------------------------------------
 
-    def append(self, event: dict[str, Any], durable: bool) -> Deferred[None]:
+    def append(self, event: bytes, durable: bool) -> Deferred[None]:
         """
-        Add C{event}.
+        Add C{event}, a JSON document on one line (see
+        L{txregistry.events.event.encode_event}).
 
         @param durable: whether the returned Deferred waits until the event
             is on disk (written and C{fsync}-ed): push and delete events, so
             the registry answers only once they cannot be lost.  A pull's
-            fires at once; it is written with the next group.
+            fires at once; it is written with the next group (the caller
+            gathers pulls: see L{txregistry.events.notifier}, and
+            L{extend}).
         @return: fires when the event is stored (or dropped at the bound).
         """
-        line = orjson.dumps(event) + b"\n"
+        waiter: Deferred[None] = Deferred()
+        if self._add(event) and durable:
+            self._pending.durable = True
+            self._pending.waiters.append(waiter)
+        else:
+            waiter.callback(None)
+        if not self._writing:
+            self._schedule()
+        return waiter
+
+    def extend(self, events: list[bytes]) -> None:
+        """Add C{events}, no request waiting for them (pulls), in one write."""
+        for event in events:
+            self._add(event)
+        if not self._writing:
+            self._schedule()
+
+    def _add(self, event: bytes) -> bool:
+        """Add C{event} to the next write; or drop it at the bound (false)."""
+        line = event + b"\n"
         undelivered = self.undelivered_bytes
         if undelivered + len(line) > self.max_bytes:
             self.dropped += 1
@@ -241,7 +262,7 @@ class Outbox:
                     bound=self.max_bytes,
                 )
             self._dropping += 1
-            return succeed(None)
+            return False
         if self._dropping:
             _log.warn(
                 "notifications: the outbox has room again; {count} events were dropped",
@@ -250,46 +271,16 @@ class Outbox:
             self._dropping = 0
         if self._cursors:
             self._undelivered = undelivered + len(line)
-        pending = self._pending
-        pending.lines.append(line)
-        pending.events.append(event)
-        waiter: Deferred[None] = Deferred()
-        if durable:
-            pending.durable = True
-            pending.waiters.append(waiter)
-        else:
-            waiter.callback(None)
-        if not self._writing:
-            self._schedule()
-        return waiter
+        self._pending.lines.append(line)
+        return True
 
     def _schedule(self) -> None:
-        """
-        Start the next write: at once when a durable event waits for it;
-        else (only pulls) in L{PULL_LINGER}, so that many pulls share one.
-        """
-        pending = self._pending
-        if pending.durable:
-            if self._later is not None:
-                self._later.cancel()
-                self._later = None
-            self._write_next()
-        elif pending.lines and self._later is None:
-            self._later = self._reactor.callLater(PULL_LINGER, self._write_gathered)
-
-    def _write_gathered(self) -> None:
-        self._later = None
-        if not self._writing:
+        """Start the next write, of whatever waits (pulls come gathered already)."""
+        if self._pending.lines or self._pending.waiters:
             self._write_next()
 
     def flush(self) -> Deferred[None]:
-        """
-        Write what waits, pulls that gather included, now (at shutdown);
-        fires once it is on disk.
-        """
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
+        """Write what waits now (at shutdown); fires once it is on disk."""
         waiter: Deferred[None] = Deferred()
         self._pending.durable = True
         self._pending.waiters.append(waiter)
@@ -337,7 +328,7 @@ class Outbox:
                 raise
 
         def written(result: object) -> object:
-            self._remember(start, pending)
+            self._remember(_Written(start, self._end_of(start, data), pending.lines))
             for waiter in pending.waiters:
                 waiter.callback(None)
             for listener in self._listeners:
@@ -366,18 +357,16 @@ class Outbox:
 
     # -- reading -----------------------------------------------------------------
 
-    def _remember(self, start: Position, pending: _Pending) -> None:
+    @staticmethod
+    def _end_of(start: Position, data: bytes) -> Position:
+        return Position(start.segment, start.offset + len(data))
+
+    def _remember(self, written: _Written) -> None:
         """Keep the events just written in memory, for deliveries that keep up."""
-        where = start
-        for line, event in zip(pending.lines, pending.events, strict=True):
-            after = Position(where.segment, where.offset + len(line))
-            self._recent_by_start[where] = self._recent_base + len(self._recent)
-            self._recent.append((where, Record(line, after, event)))
-            where = after
-        while len(self._recent) > RECENT_EVENTS:
-            first, _ = self._recent.popleft()
-            del self._recent_by_start[first]
-            self._recent_base += 1
+        self._recent.append(written)
+        self._recent_events += len(written.lines)
+        while self._recent_events - len(self._recent[0].lines) >= RECENT_EVENTS:
+            self._recent_events -= len(self._recent.popleft().lines)
 
     def read(self, position: Position, limit: int) -> Deferred[list[Record]]:
         """
@@ -385,11 +374,9 @@ class Outbox:
         written, each with the position after it: from memory when they are
         among the last written, else from the segments.
         """
-        number = self._recent_by_start.get(position)
-        if number is not None:
-            index = number - self._recent_base
-            found = [record for _, record in itertools.islice(self._recent, index, index + limit)]
-            return succeed(found)
+        recent = self._read_recent(position, limit)
+        if recent is not None:
+            return succeed(recent)
         # The pool has one thread: a read never meets a write half done.
 
         def read_now() -> list[Record]:
@@ -418,6 +405,35 @@ class Outbox:
             return records
 
         return self._pool.run(read_now)
+
+    def _read_recent(self, position: Position, limit: int) -> list[Record] | None:
+        """
+        What L{read} finds in memory; L{None} when C{position} is before
+        the events kept there.  A position is always where an event starts.
+        """
+        recent = self._recent
+        if (
+            position.offset == self._segment_bytes.get(position.segment)
+            and position.segment + 1 in self._segment_bytes
+        ):
+            position = Position(position.segment + 1, 0)  # a segment's end: the next's start
+        if not recent or position < recent[0].start:
+            return None
+        records: list[Record] = []
+        if position >= recent[-1].end:
+            return records  # nothing written after it yet
+        for written in recent:
+            if written.end <= position:
+                continue
+            where = written.start
+            for line in written.lines:
+                after = Position(where.segment, where.offset + len(line))
+                if where >= position:
+                    records.append(Record(line, after))
+                    if len(records) == limit:
+                        return records
+                where = after
+        return records
 
     def delivered(self, endpoint: str, position: Position) -> Deferred[None]:
         """

@@ -24,7 +24,7 @@ from txregistry.config import Config
 from txregistry.digest import Digest
 from txregistry.drivers.errors import StorageUnavailableError
 from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
-from txregistry.events.event import RequestRecord, new_id
+from txregistry.events.event import RequestRecord
 from txregistry.events.notifier import Notifications
 from txregistry.interfaces import (
     Access,
@@ -114,6 +114,11 @@ class RequestContext:
             return False
         return True
 
+    @property
+    def notifying(self) -> bool:
+        """Whether events are sent: else a handler need not make their targets."""
+        return self.app.notifications is not None
+
     def notify(self, action: str, target: Mapping[str, Any], durable: bool) -> Deferred[None]:
         """
         Emit one event of this request (see L{txregistry.events}), from a
@@ -131,7 +136,6 @@ class RequestContext:
             host = getattr(address, "host", None)
             port = getattr(address, "port", None)
             record = RequestRecord(
-                id=new_id(),
                 addr=f"{host}:{port}" if host is not None else str(address),
                 host=self.head.header("Host") or "",
                 method=self.head.method,

@@ -70,7 +70,7 @@ async def fetch_blob(context: RequestContext) -> Response:
     headers = _blob_headers(digest)
     if context.etag_matches(digest):
         return Response(304, headers)
-    if context.head.method == "GET":
+    if context.head.method == "GET" and context.notifying:
         # A pull, redirected or not, as for Distribution.
         name = context.match.name
         assert name is not None

@@ -95,7 +95,7 @@ async def fetch_manifest(context: RequestContext) -> Response:
     if context.etag_matches(digest):
         return Response(304, {"Docker-Content-Digest": str(digest), "ETag": f'"{digest}"'})
     manifest = await _negotiate(context, manifest)
-    if context.head.method == "GET":
+    if context.head.method == "GET" and context.notifying:
         # A pull, as for Distribution; a HEAD is none.
         context.notify(PULL, _event_target(context, manifest), durable=False)
     return Response(200, _manifest_headers(manifest), manifest.content)
