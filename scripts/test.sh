@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive: the reference registry (Distribution 2.8),
 # curl, the container clients of tests/test_clients.py (skopeo, podman,
-# buildah), nginx for tests/test_scale_out.py and openssl's s_client for
-# tests/test_tls.py.  Installed when missing; needs root (or sudo).
+# buildah), nginx for tests/test_scale_out.py, openssl's s_client for
+# tests/test_tls.py and Redis for the Redis test server
+# (txregistry/testing/redisserver.py).  Installed when missing; needs root
+# (or sudo).
 # shellcheck source=scripts/debian.sh
 source scripts/debian.sh
-install_debian_packages docker-registry curl skopeo podman buildah nginx-light openssl
+install_debian_packages docker-registry curl skopeo podman buildah nginx-light openssl redis-server
 
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh test

@@ -392,12 +392,18 @@ class Target:
     SECRET = "client-tests-secret"
 
     def __init__(
-        self, kind: str, root: Path, workdir: Path, storage: dict[str, Any] | None = None
+        self,
+        kind: str,
+        root: Path,
+        workdir: Path,
+        storage: dict[str, Any] | None = None,
+        sections: Mapping[str, Any] | None = None,
     ) -> None:
         """
         @param kind: C{reference}, or a name starting with C{txregistry}.
         @param storage: a C{storage} config section replacing the
             filesystem one under C{root}.
+        @param sections: more top-level config sections (C{redis}).
         """
         assert kind == "reference" or kind.startswith("txregistry"), kind
         if kind == "reference":
@@ -407,6 +413,7 @@ class Target:
         config = base_config(root, http={"addr": "127.0.0.1:0", "secret": self.SECRET})
         if storage is not None:
             config["storage"] = storage
+        config.update(sections or {})
         self.process = RegistryProcess(workdir, config, reference=kind == "reference", name=kind)
 
     def start(self) -> Target:

@@ -6,7 +6,9 @@ must carry.
 
 Fixtures:
   - C{registry}: one process for the whole session (deletes enabled, a fixed
-    C{http.secret}, C{X-Content-Type-Options: nosniff} configured);
+    C{http.secret}, C{X-Content-Type-Options: nosniff} configured); twice:
+    without a blob descriptor cache, and with the Redis one (every test
+    using it runs against both);
   - C{start_registry}: a factory for tests that need a process of their
     own (another config, or a second process over the same root);
   - C{start_registry_with}: the same, with whole config sections added
@@ -16,7 +18,8 @@ Fixtures:
   - C{images}, C{clients}: the OCI layout the real clients push from, and
     their configuration and state (see L{clients});
   - C{s3_server}: an S3-compatible server (moto's) for the whole session,
-    started by the first test that asks for it.
+    started by the first test that asks for it;
+  - C{redis_server}: a C{redis-server} for the whole session, likewise.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import pytest
 from clients import Clients, ImageSet, build_test_images
 from txregistry.testing.client import HTTPResponse, request
 from txregistry.testing.process import RegistryProcess, base_config
+from txregistry.testing.redisserver import RedisServerProcess
 from txregistry.testing.s3server import S3ServerProcess
 
 SECRET = "api-tests-secret"
@@ -51,17 +55,20 @@ def registry_config(
     delete: bool = True,
     readonly: bool = False,
     secret: str = SECRET,
+    cache: str | None = None,
     **http: Any,
 ) -> dict[str, Any]:
     """
     A config document: filesystem storage under C{root}, the fixed secret,
-    the extra headers, and C{http} options (C{relativeurls}, C{prefix},
-    C{host}, ...).
+    the extra headers, C{storage.cache.blobdescriptor} if C{cache}, and
+    C{http} options (C{relativeurls}, C{prefix}, C{host}, ...).
     """
     storage: dict[str, Any] = {
         "filesystem": {"rootdirectory": str(root)},
         "delete": {"enabled": delete},
     }
+    if cache is not None:
+        storage["cache"] = {"blobdescriptor": cache}
     if readonly:
         storage["maintenance"] = {"readonly": {"enabled": True}}
     http_section = {"addr": "127.0.0.1:0", "secret": secret, "headers": EXTRA_HEADERS, **http}
@@ -203,11 +210,27 @@ def _start(
     return Registry(process, root, options.get("prefix", "/"))
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """The shared registry process: deletes enabled, fixed secret."""
-    workdir = tmp_path_factory.mktemp("shared-registry")
-    server = _start(workdir, workdir / "root", "shared")
+@pytest.fixture(scope="session", params=["nocache", "redis"])
+def registry(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Registry]:
+    """
+    The shared registry process: deletes enabled, fixed secret; without a
+    descriptor cache, or with Redis's (so that a cached answer that storage
+    would not give fails the same tests).
+    """
+    workdir = tmp_path_factory.mktemp(f"shared-registry-{request.param}")
+    if request.param == "redis":
+        redis: RedisServerProcess = request.getfixturevalue("redis_server")
+        server = _start(
+            workdir,
+            workdir / "root",
+            "shared-redis",
+            {"redis": {"addr": redis.addr}},
+            cache="redis",
+        )
+    else:
+        server = _start(workdir, workdir / "root", "shared")
     try:
         yield server
     finally:
@@ -323,6 +346,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerProc
     user makes a bucket of its own (C{s3_server.create_bucket}).
     """
     with S3ServerProcess(tmp_path_factory.mktemp("s3-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
+    """A C{redis-server} on 127.0.0.1 for the session (Debian's package)."""
+    with RedisServerProcess(tmp_path_factory.mktemp("redis-server")) as server:
         yield server
 
 

@@ -45,11 +45,13 @@ from clients import (
     sha256,
 )
 from txregistry.registry.manifest_formats import DOCKER_MANIFEST_LIST as DOCKER_LIST
+from txregistry.testing.redisserver import RedisServerProcess
 from txregistry.testing.s3server import S3ServerProcess
 
-# txregistry on the filesystem, and on S3 (moto's server) with blob GETs
-# streamed through the registry or redirected to presigned URLs.
-TXREGISTRY_KINDS = ["txregistry", "txregistry-s3", "txregistry-s3-redirect"]
+# txregistry on the filesystem, without and with the Redis descriptor cache,
+# and on S3 (moto's server) with blob GETs streamed through the registry or
+# redirected to presigned URLs.
+TXREGISTRY_KINDS = ["txregistry", "txregistry-redis", "txregistry-s3", "txregistry-s3-redirect"]
 KINDS = ["reference", *TXREGISTRY_KINDS]
 
 
@@ -71,7 +73,12 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def _storage(kind: str, request: pytest.FixtureRequest) -> dict[str, Any] | None:
-    """The storage section of a C{txregistry-s3*} kind: a bucket of its own."""
+    """
+    The storage section of a C{txregistry-s3*} kind: a bucket of its own;
+    of C{txregistry-redis}: the filesystem with the Redis cache.
+    """
+    if kind == "txregistry-redis":
+        return {"delete": {"enabled": True}, "cache": {"blobdescriptor": "redis"}}
     if not kind.startswith("txregistry-s3"):
         return None
     s3: S3ServerProcess = request.getfixturevalue("s3_server")
@@ -93,7 +100,14 @@ def target(
 ) -> Iterator[Target]:
     """The registry under test, with deletes enabled, for the whole module."""
     workdir = tmp_path_factory.mktemp(kind)
-    server = Target(kind, workdir / "root", workdir, _storage(kind, request)).start()
+    storage = _storage(kind, request)
+    sections = None
+    if kind == "txregistry-redis":
+        assert storage is not None
+        storage["filesystem"] = {"rootdirectory": str(workdir / "root")}
+        redis: RedisServerProcess = request.getfixturevalue("redis_server")
+        sections = {"redis": {"addr": redis.addr}}
+    server = Target(kind, workdir / "root", workdir, storage, sections).start()
     clients.allow(server)
     try:
         yield server

@@ -27,6 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import txregistry.config
 from support import temporary_directory
+from txregistry.cache.plugins import cache_factories
 from txregistry.config import (
     DEFAULT_TLS_CIPHER_SUITES,
     EMBEDDED_DEFAULT,
@@ -47,6 +48,7 @@ from txregistry.config.notifications import (
     NotificationsConfig,
     OutboxConfig,
 )
+from txregistry.config.redis import RedisConfig, RedisPoolConfig, RedisTLSConfig
 from txregistry.config.sections import SCHEMA, SECTIONS
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
@@ -91,8 +93,10 @@ storage:
 
 
 def load(text: str | None, **environ: str) -> Config:
-    """Load C{text} with only C{environ} as the environment."""
-    return load_config(text, environ=environ, known_drivers=driver_factories())
+    """Load C{text} with only C{environ} as the environment, and the installed plugins."""
+    return load_config(
+        text, environ=environ, known_drivers=driver_factories(), known_caches=cache_factories()
+    )
 
 
 class ConfigTestCase(SynchronousTestCase):
@@ -344,11 +348,8 @@ class EnvironmentTests(ConfigTestCase):
             MINIMAL,
             REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED="false",
             REGISTRY_HEALTH_STORAGEDRIVER_ENABLED="false",
-            REGISTRY_REDIS_ADDR="redis:6379",
         )
-        self.assertEqual(
-            sorted(warning.split(":")[0] for warning in config.warnings), ["health", "redis"]
-        )
+        self.assertEqual([warning.split(":")[0] for warning in config.warnings], ["health"])
         # Upload purging is implemented: the override turns it off.
         self.assertFalse(config.storage.upload_purging.enabled)
 
@@ -468,10 +469,6 @@ class MistakeTests(ConfigTestCase):
         ]:
             error = self.error(MINIMAL + extra)
             self.assertEqual(error.key, key, extra)
-        error = self.error(
-            "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: redis}}\n"
-        )
-        self.assertEqual(error.key, "storage.cache.blobdescriptor")
 
     def test_drivers(self) -> None:
         """Exactly one installed driver must be named."""
@@ -542,12 +539,11 @@ class MistakeTests(ConfigTestCase):
         config = load(
             MINIMAL
             + "health: {storagedriver: {enabled: true}}\n"
-            + "redis: {addr: localhost:6379}\n"
             + "http: {debug: {addr: localhost:5001}}\n"
         )
         self.assertEqual(
             sorted(warning.split(":")[0] for warning in config.warnings),
-            ["health", "http.debug", "redis"],
+            ["health", "http.debug"],
         )
 
     def test_invalid_yaml_names_line(self) -> None:
@@ -972,6 +968,285 @@ class NotificationsSectionTests(ConfigTestCase):
             )
             self.assertEqual(error.key, "notifications.endpoints[2].name", second)
             self.assertIn("notifications.endpoints[0]", error.problem)
+
+
+class RedisSectionTests(ConfigTestCase):
+    """
+    C{redis}: Distribution 2.8's keys and 3's, for the one Redis server the
+    C{redis} blob descriptor cache uses.
+    """
+
+    def test_distribution_2_8(self) -> None:
+        """Distribution 2.8's documented keys, each set, become the typed section."""
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                redis:
+                  addr: redis.example:6380
+                  password: asecret
+                  db: 3
+                  dialtimeout: 10ms
+                  readtimeout: 20ms
+                  writetimeout: 30ms
+                  pool:
+                    maxidle: 8
+                    maxactive: 32
+                    idletimeout: 5m
+                  tls:
+                    enabled: true
+                """
+            )
+        )
+        self.assertEqual(
+            config.redis,
+            RedisConfig(
+                host="redis.example",
+                port=6380,
+                password="asecret",
+                db=3,
+                dial_timeout=0.01,
+                read_timeout=0.02,
+                write_timeout=0.03,
+                pool=RedisPoolConfig(max_idle=8, max_active=32, idle_timeout=300.0),
+                tls=RedisTLSConfig(enabled=True),
+            ),
+        )
+        assert config.redis is not None
+        self.assertEqual(config.redis.addr, "redis.example:6380")
+        self.assertEqual(config.warnings, ())
+
+    def test_distribution_3(self) -> None:
+        """
+        Distribution 3's keys: C{addrs} of one server, C{username}, the pool's
+        go-redis names, and a client certificate, which implies TLS.
+        """
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                redis:
+                  addrs: ["[fd00::5]:6390"]
+                  username: registry
+                  password: 12345
+                  db: 1
+                  dialtimeout: 2s
+                  maxidleconns: 4
+                  poolsize: 20
+                  connmaxidletime: 1m
+                  tls:
+                    certificate: /etc/registry/redis.crt
+                    key: /etc/registry/redis.key
+                    clientcas: [/etc/registry/redis-ca.pem]
+                """
+            )
+        )
+        self.assertEqual(
+            config.redis,
+            RedisConfig(
+                host="fd00::5",
+                port=6390,
+                username="registry",
+                password="12345",
+                db=1,
+                dial_timeout=2.0,
+                pool=RedisPoolConfig(max_idle=4, max_active=20, idle_timeout=60.0),
+                tls=RedisTLSConfig(
+                    enabled=True,
+                    certificate="/etc/registry/redis.crt",
+                    key="/etc/registry/redis.key",
+                    client_cas=("/etc/registry/redis-ca.pem",),
+                ),
+            ),
+        )
+        assert config.redis is not None
+        self.assertEqual(config.redis.addr, "[fd00::5]:6390")
+        # Server CAs alone also ask for TLS.
+        redis = load(MINIMAL + "redis: {addr: r, tls: {clientcas: [/ca.pem]}}\n").redis
+        assert redis is not None
+        self.assertEqual(redis.tls, RedisTLSConfig(enabled=True, client_cas=("/ca.pem",)))
+
+    def test_defaults(self) -> None:
+        """With only an address, the rest takes txregistry's defaults."""
+        redis = load(MINIMAL + "redis: {addr: redis.example}\n").redis
+        self.assertEqual(
+            redis,
+            RedisConfig(
+                "redis.example",
+                6379,
+                None,
+                None,
+                0,
+                1.0,
+                0.1,
+                0.1,
+                RedisPoolConfig(16, 64, 300.0),
+                RedisTLSConfig(False, None, None, ()),
+            ),
+        )
+        assert redis is not None
+        self.assertEqual(redis.addr, "redis.example:6379")
+
+    def test_addresses(self) -> None:
+        """Host names, IPv4 and IPv6 addresses, with or without a port."""
+        for addr, host, port, given_back in [
+            ("localhost:6379", "localhost", 6379, "localhost:6379"),
+            ("10.0.0.7:7000", "10.0.0.7", 7000, "10.0.0.7:7000"),
+            ("10.0.0.7", "10.0.0.7", 6379, "10.0.0.7:6379"),
+            ("[::1]:6379", "::1", 6379, "[::1]:6379"),
+            ("[::1]", "::1", 6379, "[::1]:6379"),
+            ("redis:65535", "redis", 65535, "redis:65535"),
+        ]:
+            redis = load(MINIMAL + f"redis: {{addr: '{addr}'}}\n").redis
+            assert redis is not None
+            self.assertEqual((redis.host, redis.port, redis.addr), (host, port, given_back), addr)
+
+    def test_absent(self) -> None:
+        """Without the section, or with no value set (as Distribution reads it), no Redis."""
+        for extra in (
+            "",
+            "redis:\n",
+            "redis: {}\n",
+            "redis: {addr: '', password: '', db: 0}\n",
+            "redis: {addr: , pool: }\n",
+        ):
+            self.assertIsNone(load(MINIMAL + extra).redis, extra)
+
+    def test_empty_strings(self) -> None:
+        """An empty user, password, certificate or key is none, as in Go."""
+        redis = load(
+            MINIMAL
+            + "redis: {addr: r, username: '', password: '', tls: {certificate: '', key: ''}}\n"
+        ).redis
+        self.assertEqual(redis, RedisConfig("r", 6379))
+
+    def test_environment(self) -> None:
+        """C{REGISTRY_REDIS_*} sets the section's keys, creating it if need be."""
+        config = load(
+            MINIMAL,
+            REGISTRY_REDIS_ADDR="redis.internal:6380",
+            REGISTRY_REDIS_PASSWORD="from-env",
+            REGISTRY_REDIS_POOL_MAXACTIVE="8",
+            REGISTRY_REDIS_TLS_ENABLED="true",
+        )
+        self.assertEqual(
+            config.redis,
+            RedisConfig(
+                "redis.internal",
+                6380,
+                password="from-env",
+                pool=RedisPoolConfig(max_active=8),
+                tls=RedisTLSConfig(enabled=True),
+            ),
+        )
+        redis = load(MINIMAL + "redis: {addr: a:1}\n", REGISTRY_REDIS_ADDR="b:2").redis
+        assert redis is not None
+        self.assertEqual(redis.addr, "b:2")
+        for variable, key in [
+            ("REGISTRY_REDIS_BOGUS", "REGISTRY_REDIS_BOGUS"),
+            ("REGISTRY_REDIS_POOL_BOGUS", "REGISTRY_REDIS_POOL_BOGUS"),
+        ]:
+            self.assertEqual(self.error(MINIMAL, **{variable: "1"}).key, key)
+        error = self.error(MINIMAL, REGISTRY_REDIS_ADDR="redis:99999")
+        self.assertEqual(error.key, "redis.addr")
+
+    def test_mistakes(self) -> None:
+        """Each mistake names its key."""
+        for section, key in [
+            ("[a]", "redis"),
+            ("{bogus: 1}", "redis.bogus"),
+            ("{addr: a, pool: {bogus: 1}}", "redis.pool.bogus"),
+            ("{addr: a, tls: {bogus: 1}}", "redis.tls.bogus"),
+            ("{addr: a, sentinelpassword: x}", "redis.sentinelpassword"),
+            # The address.
+            ("{password: secret}", "redis.addr"),
+            ("{addr: '', db: 2}", "redis.addr"),
+            ("{addr: [a]}", "redis.addr"),
+            ("{addr: 'redis:port'}", "redis.addr"),
+            ("{addr: 'redis:70000'}", "redis.addr"),
+            ("{addr: 'redis:0'}", "redis.addr"),
+            ("{addr: ':6379'}", "redis.addr"),
+            ("{addr: '::1'}", "redis.addr"),
+            ("{addr: '[::1'}", "redis.addr"),
+            ("{addr: '[::1]6379'}", "redis.addr"),
+            ("{addr: 'redis host:6379'}", "redis.addr"),
+            ("{addr: 'redis://redis:6379'}", "redis.addr"),
+            ("{addrs: 'a:1'}", "redis.addrs"),
+            ("{addrs: ['a:1', 'b:1']}", "redis.addrs"),
+            ("{addrs: ['a:99999']}", "redis.addrs[0]"),
+            ("{addr: 'a:1', addrs: ['a:1']}", "redis.addrs"),
+            # The numbers and durations.
+            ("{addr: a, db: -1}", "redis.db"),
+            ("{addr: a, db: one}", "redis.db"),
+            ("{addr: a, dialtimeout: 0s}", "redis.dialtimeout"),
+            ("{addr: a, readtimeout: -5}", "redis.readtimeout"),
+            ("{addr: a, writetimeout: soon}", "redis.writetimeout"),
+            ("{addr: a, pool: {maxactive: 0}}", "redis.pool.maxactive"),
+            ("{addr: a, poolsize: 0}", "redis.poolsize"),
+            ("{addr: a, pool: {maxidle: -1}}", "redis.pool.maxidle"),
+            ("{addr: a, maxidleconns: -1}", "redis.maxidleconns"),
+            ("{addr: a, pool: {idletimeout: 0s}}", "redis.pool.idletimeout"),
+            ("{addr: a, connmaxidletime: -1}", "redis.connmaxidletime"),
+            ("{addr: a, pool: {maxactive: 8}, poolsize: 8}", "redis.poolsize"),
+            ("{addr: a, pool: {maxidle: 8}, maxidleconns: 8}", "redis.maxidleconns"),
+            ("{addr: a, pool: {idletimeout: 1m}, connmaxidletime: 1m}", "redis.connmaxidletime"),
+            # TLS.
+            ("{addr: a, tls: {enabled: sometimes}}", "redis.tls.enabled"),
+            ("{addr: a, tls: {certificate: /c.pem}}", "redis.tls.key"),
+            ("{addr: a, tls: {key: /k.pem}}", "redis.tls.certificate"),
+            ("{addr: a, tls: {clientcas: ['']}}", "redis.tls.clientcas[0]"),
+            ("{addr: a, tls: {clientcas: /ca.pem}}", "redis.tls.clientcas"),
+            ("{addr: a, tls: {enabled: false, clientcas: [/ca.pem]}}", "redis.tls.enabled"),
+        ]:
+            error = self.error(MINIMAL + f"redis: {section}\n")
+            self.assertEqual(error.key, key, section)
+            self.assertNotIn("\n", str(error))
+        error = self.error(MINIMAL + "redis: {addrs: [a, b]}\n")
+        self.assertEqual(error.problem, "txregistry connects to one Redis server")
+
+    def test_blob_descriptor_cache(self) -> None:
+        """
+        C{storage.cache.blobdescriptor: redis} needs the C{redis} section; the
+        file or the environment may give it.
+        """
+        cache = "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: redis}}\n"
+        config = load(cache + "redis: {addr: redis:6379}\n")
+        self.assertEqual(config.storage.blob_descriptor_cache, "redis")
+        self.assertEqual(config.redis, RedisConfig("redis", 6379))
+        config = load(cache, REGISTRY_REDIS_ADDRS="[redis:6379]")
+        self.assertEqual(config.redis, RedisConfig("redis", 6379))
+        for extra in ("", "redis:\n", "redis: {addr: ''}\n"):
+            error = self.error(cache + extra)
+            self.assertEqual(
+                (error.key, error.problem),
+                ("redis.addr", "required by storage.cache.blobdescriptor: redis"),
+                extra,
+            )
+        # A section without an address says so, whatever the cache.
+        self.assertEqual(self.error(cache + "redis: {db: 1}\n").key, "redis.addr")
+
+    def test_cache_names(self) -> None:
+        """
+        C{storage.cache.blobdescriptor} names an installed cache plugin; with
+        no plugins given, any name is taken.
+        """
+        error = self.error(
+            "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: memcached}}\n"
+        )
+        self.assertEqual(
+            (error.key, error.problem),
+            (
+                "storage.cache.blobdescriptor",
+                "unknown cache 'memcached' (installed: inmemory, redis)",
+            ),
+        )
+        error = self.error("version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: ''}}\n")
+        self.assertEqual(error.key, "storage.cache.blobdescriptor")
+        config = load_config(
+            "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: memcached}}\n",
+            environ={},
+        )
+        self.assertEqual(config.storage.blob_descriptor_cache, "memcached")
 
 
 class TLSSectionTests(ConfigTestCase):

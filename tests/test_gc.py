@@ -13,19 +13,24 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gc_support import Content
+from txregistry.cache import LAYER
+from txregistry.cache.inmemory import InMemoryCache
 from txregistry.digest import Digest
 from txregistry.drivers.inmemory import InMemoryDriver
 from txregistry.errors import RegistryError
 from txregistry.interfaces import IStorageDriver
+from txregistry.registry import gc as gc_module
 from txregistry.registry import paths
 from txregistry.registry.gc import (
     CollectionError,
     CollectionOptions,
     CollectionResult,
     GarbageCollector,
+    scheduled_collection,
 )
 from txregistry.registry.lease import StorageLease
 from txregistry.registry.parallel import map_bounded
@@ -604,3 +609,44 @@ class MapBoundedTests(TestCase):
         )
         self.assertEqual(error.args, (2,))
         self.assertEqual(sorted(ended), list(range(6)))
+
+
+class ForgettingTests(TestCase):
+    """The scheduled collection empties the descriptor cache when it deleted anything."""
+
+    def setUp(self) -> None:
+        self.driver = InMemoryDriver()
+        self.content = Content(self.driver)
+        self.cache = InMemoryCache()
+        self.logged: list[dict[str, Any]] = []
+        self.patch(gc_module, "_log", Logger(observer=self.logged.append))
+
+    async def run_scheduled(self, cache: Any) -> str:
+        options = CollectionOptions(min_age=0.0)
+        summary: str = await scheduled_collection(self.driver, options, reactor, cache)()
+        return summary
+
+    async def test_emptied_after_deleting(self) -> None:
+        orphan = await self.content.blob("app", b"orphan")
+        await self.cache.set("app", LAYER, orphan, 6)
+        summary = await self.run_scheduled(self.cache)
+        self.assertIn("1 blobs and 0 manifests deleted", summary)
+        self.assertIsNone(await self.cache.get("app", LAYER, orphan))
+        self.assertEqual(self.logged, [])
+
+    async def test_kept_when_nothing_deleted(self) -> None:
+        digest = Digest.of(b"kept")
+        await self.cache.set("app", LAYER, digest, 4)
+        await self.run_scheduled(self.cache)
+        self.assertEqual(await self.cache.get("app", LAYER, digest), 4)
+
+    async def test_warns_when_not_emptied(self) -> None:
+        await self.content.blob("app", b"orphan")
+
+        class Unreachable(InMemoryCache):
+            def clear(self) -> Deferred[bool]:
+                return succeed(False)
+
+        await self.run_scheduled(Unreachable())
+        self.assertEqual(len(self.logged), 1)
+        self.assertIn("could not be emptied", self.logged[0]["warning"])

@@ -18,6 +18,8 @@ import yaml
 
 from txregistry.commands.terminal import TerminalReporter
 from txregistry.digest import Digest
+from txregistry.testing.process import free_port
+from txregistry.testing.redisserver import RedisServerProcess
 
 V2 = Path("docker/registry/v2")
 
@@ -245,3 +247,41 @@ def test_serve(tmp_path: Path) -> None:
         response = request("GET", f"{served.url}/v2/")
         assert (response.status, response.body) == (200, b"{}")
     assert "Traceback" not in served.output()
+
+
+def _redis_config(config: Path, addr: str) -> None:
+    """The config with the Redis descriptor cache at C{addr}."""
+    document = yaml.safe_load(config.read_text())
+    document["storage"]["cache"] = {"blobdescriptor": "redis"}
+    document["redis"] = {"addr": addr, "dialtimeout": "500ms"}
+    config.write_text(yaml.safe_dump(document))
+
+
+def test_empties_the_redis_cache(root: Path, config: Path, tmp_path: Path) -> None:
+    """
+    After deleting, the registries' Redis cache is emptied: it knew the
+    orphan (Distribution leaves flushing it to the operator); a dry run
+    leaves it be.
+    """
+    with RedisServerProcess(tmp_path / "redis") as redis:
+        _redis_config(config, redis.addr)
+        redis.command("SADD", "repository::app::blobs", str(ORPHAN))
+        redis.command("HSET", f"blobs::{ORPHAN}", "digest", str(ORPHAN), "size", "6")
+        redis.command("SET", "unrelated", "kept")
+        dry = run("garbage-collect", "-d", "-q", str(config))
+        assert dry.returncode == 0, dry.stderr
+        assert redis.keys() == [f"blobs::{ORPHAN}", "repository::app::blobs", "unrelated"]
+        result = run("garbage-collect", "-q", str(config))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert not orphan_stored(root)
+        assert redis.keys() == ["unrelated"]
+
+
+def test_redis_cache_unreachable(root: Path, config: Path) -> None:
+    """The collection is done; that the cache could not be emptied is a warning."""
+    _redis_config(config, f"127.0.0.1:{free_port()}")
+    result = run("garbage-collect", "-q", str(config))
+    assert result.returncode == 0, result.stderr
+    assert not orphan_stored(root)
+    assert "warning: the descriptor cache could not be emptied" in result.stderr

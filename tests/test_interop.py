@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,8 +32,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from clients import require
+from manifest_support import Images
+from txregistry.cache.redis import REVISION_TTL
 from txregistry.testing.client import HTTPResponse, request
 from txregistry.testing.process import REFERENCE_BINARY, RegistryProcess, base_config
+from txregistry.testing.redisserver import RedisServerProcess
 from txregistry.testing.s3server import S3ServerProcess
 
 SECRET = "interop-secret"
@@ -60,13 +64,19 @@ class Side:
     """One registry (txregistry or the reference) over a storage root."""
 
     def __init__(
-        self, kind: str, root: Path, workdir: Path, storage: dict[str, Any] | None = None
+        self,
+        kind: str,
+        root: Path,
+        workdir: Path,
+        storage: dict[str, Any] | None = None,
+        sections: dict[str, Any] | None = None,
     ) -> None:
         self.kind = kind
         self.root = root
         config = base_config(root, http={"addr": "127.0.0.1:0", "secret": SECRET})
         if storage is not None:
             config["storage"] = storage
+        config.update(sections or {})
         self.process = RegistryProcess(
             workdir / kind, config, reference=kind == "reference", name=kind
         )
@@ -93,9 +103,13 @@ class Side:
         return f"{self.process.url}/v2/{target}"
 
     def request(
-        self, method: str, target: str, body: bytes | Iterator[bytes] | None = None
+        self,
+        method: str,
+        target: str,
+        body: bytes | Iterator[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> HTTPResponse:
-        response = request(method, self.url(target), body)
+        response = request(method, self.url(target), body, headers)
         assert response.status < 500, (self.kind, method, target, response.status, response.body)
         return response
 
@@ -242,17 +256,71 @@ def both_on_s3(tmp_path: Path, s3_server: S3ServerProcess) -> Iterator[tuple[Sid
     yield from _both(tmp_path, storage)
 
 
-def _both(tmp_path: Path, storage: dict[str, Any] | None = None) -> Iterator[tuple[Side, Side]]:
+def _both(
+    tmp_path: Path,
+    storage: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
+) -> Iterator[tuple[Side, Side]]:
     root = tmp_path / "root"
-    reference = Side("reference", root, tmp_path, storage).start()
+    reference = Side("reference", root, tmp_path, storage, sections).start()
     try:
-        txregistry = Side("txregistry", root, tmp_path, storage).start()
+        txregistry = Side("txregistry", root, tmp_path, storage, sections).start()
         try:
             yield reference, txregistry
         finally:
             txregistry.stop()
     finally:
         reference.stop()
+
+
+@pytest.fixture
+def both_with_redis(tmp_path: Path) -> Iterator[tuple[Side, Side, RedisServerProcess]]:
+    """Both registries at once, over one root and one Redis as their descriptor cache."""
+    with RedisServerProcess(tmp_path / "redis") as redis:
+        storage = {
+            "filesystem": {"rootdirectory": str(tmp_path / "root")},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "redis"},
+        }
+        for reference, txregistry in _both(tmp_path, storage, {"redis": {"addr": redis.addr}}):
+            yield reference, txregistry, redis
+
+
+def test_shared_redis(both_with_redis: tuple[Side, Side, RedisServerProcess]) -> None:
+    """
+    One storage and one Redis: blobs pushed through either are served by
+    both, each answering from what the other cached; a blob deleted
+    through either is unknown to both at once; a manifest deleted through
+    txregistry, at once to both, and through the reference, to txregistry
+    within REVISION_TTL (the reference tells Redis nothing of manifest
+    deletes).
+    """
+    reference, txregistry, redis = both_with_redis
+    sides = (reference, txregistry)
+    pushed = {side.kind: side.push("interop/redis", os.urandom(2 * CHUNK + 7)) for side in sides}
+    for digest in pushed.values():
+        for side in (*sides, *sides):  # the second round answered from Redis
+            assert side.request("HEAD", f"interop/redis/blobs/{digest}").status == 200
+        assert redis.command("SISMEMBER", "repository::interop/redis::blobs", digest) == 1
+        assert redis.command("HGET", f"blobs::{digest}", "digest") == digest.encode()
+    for deleter, other in ((reference, txregistry), (txregistry, reference)):
+        digest = pushed[other.kind]
+        assert deleter.request("DELETE", f"interop/redis/blobs/{digest}").status == 202
+        for side in sides:
+            gone = side.request("HEAD", f"interop/redis/blobs/{digest}")
+            assert gone.status == 404, (deleter.kind, side.kind)
+
+    on = {side.kind: Images(side, "interop/redis") for side in sides}
+    for deleter in sides:
+        digest = on["txregistry"].push("v1", on["txregistry"].image(layers=1))
+        for side in sides:
+            assert on[side.kind].get(digest).status == 200
+        assert on[deleter.kind].delete(digest).status == 202
+        assert on["reference"].get(digest).status == 404
+        deadline = time.monotonic() + (0 if deleter is txregistry else REVISION_TTL + 1)
+        while on["txregistry"].get(digest).status != 404:
+            assert time.monotonic() < deadline, f"deleted through {deleter.kind}, still served"
+            time.sleep(0.1)
 
 
 def test_txregistry_finishes_reference_upload_with_bare_url(

@@ -49,6 +49,7 @@ from support import sha256
 from txregistry.registry.manifest_formats import OCI_MANIFEST
 from txregistry.testing.client import HTTPResponse, request
 from txregistry.testing.nginx import NginxProcess
+from txregistry.testing.redisserver import RedisServerProcess
 from txregistry.testing.s3server import S3ServerProcess
 
 BUCKET = "scale-out"
@@ -132,17 +133,24 @@ def cluster(
     Two processes over a new root directory of the bucket, with the same
     secret (the fixture's), and nginx in front of them.  Parametrized
     indirectly, the parameter adds to the C{storage} section; its C{s3}
-    entry adds to the driver's parameters.
+    entry adds to the driver's parameters, and C{redis: True} gives both
+    the session's Redis as their descriptor cache.
     """
     rootdirectory = f"/clusters/{uuid.uuid4().hex[:12]}"
     more = dict(getattr(request, "param", {}))
+    redis = more.pop("redis", False)
     storage: dict[str, Any] = {
         **s3.storage_parameters(BUCKET, rootdirectory, **more.pop("s3", {})),
         "delete": {"enabled": True},
         **more,
     }
-    a = start_registry_with({"storage": storage})
-    b = start_registry_with({"storage": storage})
+    sections: dict[str, Any] = {"storage": storage}
+    if redis:
+        server: RedisServerProcess = request.getfixturevalue("redis_server")
+        storage["cache"] = {"blobdescriptor": "redis"}
+        sections["redis"] = {"addr": server.addr}
+    a = start_registry_with(sections)
+    b = start_registry_with(sections)
     with NginxProcess(tmp_path / "nginx", [a.url, b.url]) as balancer:
         yield Cluster(a, b, balancer, s3, rootdirectory)
 
@@ -388,6 +396,38 @@ def test_cancel_and_delete_seen_by_the_other_at_once(cluster: Cluster, repo: str
     gone = a.request("GET", f"{repo}/blobs/{digest}")
     assert gone.status == 404, gone.body
     assert gone.error_codes() == ["BLOB_UNKNOWN"]
+
+
+@pytest.mark.parametrize("cluster", [{"redis": True}], ids=["redis"], indirect=True)
+def test_redis_cache_delete_seen_by_the_other_at_once(
+    cluster: Cluster, repo: str, redis_server: RedisServerProcess
+) -> None:
+    """
+    With one Redis as both processes' descriptor cache: what one looked up
+    is cached for both (Distribution's keys), and a blob or a manifest
+    deleted through one is unknown through the other at once, though both
+    had it cached.
+    """
+    a, b = cluster.a, cluster.b
+    on_a, on_b = Images(a, repo), Images(b, repo)
+    layer = a.push(repo, os.urandom(10_000))
+    manifest = on_a.image(layers=1)
+    digest = on_a.push("v1", manifest)
+    for registry, images in ((a, on_a), (b, on_b)):
+        blob_response(registry, repo, layer, "HEAD")
+        assert images.get(digest).status == 200
+    assert redis_server.command("SISMEMBER", f"repository::{repo}::blobs", layer) == 1
+    assert f"txregistry::repository::{repo}::revisions::{digest}" in redis_server.keys(
+        f"txregistry::repository::{repo}::*"
+    )
+
+    assert b.request("DELETE", f"{repo}/blobs/{layer}").status == 202
+    gone = a.request("HEAD", f"{repo}/blobs/{layer}")
+    assert gone.status == 404
+    assert on_a.delete(digest).status == 202
+    gone = on_b.get(digest)
+    assert gone.status == 404, gone.body
+    assert gone.error_codes() == ["MANIFEST_UNKNOWN"]
 
 
 # -- an outage of the bucket --------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from txregistry.cache.plugins import cache_factories
 from txregistry.config import CONFIGURATION_PATH_VARIABLE, Config, ConfigError, load_config
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.plugins import driver_factories
@@ -29,7 +30,12 @@ def read_config(path: str | None) -> Config:
             raise ConfigError(
                 path, f"cannot read the configuration file: {error.strerror}"
             ) from None
-    return load_config(text, known_drivers=driver_factories(), source=path or "configuration")
+    return load_config(
+        text,
+        known_drivers=driver_factories(),
+        known_caches=cache_factories(),
+        source=path or "configuration",
+    )
 
 
 def build_driver(config: Config) -> ValidatingDriver:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
     from twisted.internet.defer import Deferred
 
+    from txregistry.digest import Digest
+
 
 @dataclass(frozen=True)
 class FileInfo:
@@ -523,4 +525,68 @@ class IEventSinkFactory(Interface):
         @raise txregistry.config.ConfigError: naming the key below the
             endpoint (C{options.topic}; the registry names the endpoint)
             for an option that is missing or wrong.
+        """
+
+
+class ICache(Interface):
+    """
+    The blob descriptor cache (the card's cache; Distribution's
+    C{storage.cache.blobdescriptor}): what is known to exist in a
+    repository, a linked blob (kind C{"layer"}) or a manifest revision
+    (kind C{"revision"}), with its size, so that the HEADs and GETs of a
+    pull skip their storage lookups.
+
+    Only what exists is cached, and storage stays the truth: a miss (or a
+    cache that cannot answer) sends the lookup to storage, which then sets
+    the entry.  A delete forgets the entry before the registry answers, so
+    that a cache shared by several processes (Redis) answers 404 through
+    every one of them at once.  A cache must never answer for an entry it
+    may have missed the forgetting of (while it was unreachable, say):
+    answering L{None} is always correct, a stale size never is.  No method
+    fails: a cache that cannot answer logs it and answers L{None}.
+    """
+
+    def get(repository: str, kind: str, digest: Digest) -> Deferred[int | None]:
+        """The size known for C{digest} in C{repository}, or L{None} if unknown."""
+
+    def set(repository: str, kind: str, digest: Digest, size: int) -> Deferred[None]:
+        """Remember that C{digest} exists in C{repository} with C{size} bytes."""
+
+    def forget(repository: str, kind: str, digest: Digest) -> Deferred[None]:
+        """
+        C{digest} was deleted from C{repository}: fires once no process
+        sharing the cache will answer for it (or once the cache knows to
+        distrust it, when it cannot be reached).
+        """
+
+    def clear() -> Deferred[bool]:
+        """
+        Forget every entry, for every process sharing the cache: after a
+        garbage collection deleted blobs and manifests it may know.
+
+        @return: fires with whether the cache could be emptied (else the
+            caller warns: entries of deleted content may be answered until
+            it is).
+        """
+
+    def close() -> Deferred[None]:
+        """Release connections; nothing is asked after."""
+
+
+class ICacheFactory(Interface):
+    """
+    A Twisted plugin (also providing L{twisted.plugin.IPlugin}) that makes
+    the cache C{storage.cache.blobdescriptor} names (C{inmemory} and
+    C{redis} are built in).
+    """
+
+    name = Attribute("The name C{storage.cache.blobdescriptor} selects the factory by.")
+
+    def create(config: Any) -> ICache:
+        """
+        Make the cache, at start-up.
+
+        @param config: the whole L{txregistry.config.Config} (its
+            C{storage.blob_descriptor_cache_size}, its C{redis} section).
+        @raise txregistry.config.ConfigError: naming the key at fault.
         """

@@ -28,13 +28,13 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from txregistry.auth.plugins import access_controller_factories
+from txregistry.cache.plugins import build_cache
 from txregistry.config import Config, ConfigError
 from txregistry.configured import build_driver, read_config
 from txregistry.events.notifier import Notifications
-from txregistry.interfaces import IAccessController, IStorageDriver
+from txregistry.interfaces import IAccessController, ICache, IStorageDriver
 from txregistry.logs import log_level, observer_factory
 from txregistry.memory import limit_malloc_arenas
-from txregistry.registry.descriptor_cache import DescriptorCache
 from txregistry.registry.gc import CollectionOptions, scheduled_collection
 from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.purge import scheduled_purge
@@ -122,6 +122,8 @@ class RegistryService(StreamServerEndpointService):
         notifications = self.notifications
         if notifications is not None:
             stopped.addCallback(lambda _: notifications.stop()).addCallback(lambda _: None)
+        cache = self.site.app.registry.descriptor_cache
+        stopped.addCallback(lambda _: cache.close()).addCallback(lambda _: None)
         return stopped
 
 
@@ -172,10 +174,13 @@ def _access_controller(config: Config) -> IAccessController | None:
     return factory.create(config.auth.options)
 
 
-def maintenance_jobs(config: Config, driver: IStorageDriver) -> list[ScheduledJob]:
+def maintenance_jobs(
+    config: Config, driver: IStorageDriver, cache: ICache | None = None
+) -> list[ScheduledJob]:
     """
     What the server runs on a schedule: upload purging (on by default, as in
-    Distribution) and garbage collection (C{storage.gc}); neither in
+    Distribution) and garbage collection (C{storage.gc}, emptying C{cache}
+    when it deleted anything); neither in
     read-only mode.  Each process of C{--workers} runs them; collectors take
     turns through a lease in storage.  The first run waits a random while:
     from five minutes to an hour, or one interval when that is shorter.
@@ -203,7 +208,7 @@ def maintenance_jobs(config: Config, driver: IStorageDriver) -> list[ScheduledJo
         jobs.append(
             ScheduledJob(
                 "garbage collection",
-                scheduled_collection(driver, options, reactor),
+                scheduled_collection(driver, options, reactor, cache),
                 gc.interval,
                 _jitter(gc.interval),
                 reactor,
@@ -239,11 +244,7 @@ def build_service(
         url_policy=URLPolicy.from_config(
             validation.disabled, list(validation.url_allow), list(validation.url_deny)
         ),
-        descriptor_cache=(
-            DescriptorCache(config.storage.blob_descriptor_cache_size)
-            if config.storage.blob_descriptor_cache == "inmemory"
-            else None
-        ),
+        descriptor_cache=build_cache(config),
     )
     secret = config.http.secret
     if secret is None:
@@ -275,7 +276,11 @@ def build_service(
             clients=", client certificates required" if tls.client_cas else "",
         )
     service = RegistryService(
-        endpoint, site, config.http.drain_timeout, maintenance_jobs(config, driver), notifications
+        endpoint,
+        site,
+        config.http.drain_timeout,
+        maintenance_jobs(config, driver, registry.descriptor_cache),
+        notifications,
     )
     if workers <= 1 or is_worker():
         return service

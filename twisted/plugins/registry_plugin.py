@@ -9,6 +9,7 @@ imports nothing heavy: every object here names the module that does the work.
 from twisted.application.service import ServiceMaker
 
 from txregistry.auth.plugins import LazyAccessControllerFactory
+from txregistry.cache.plugins import LazyCacheFactory
 from txregistry.drivers.plugins import LazyDriverFactory
 from txregistry.events.plugins import LazyEventSinkFactory
 from txregistry.middleware.plugins import LazyStorageMiddlewareFactory
@@ -48,3 +49,7 @@ tokenAccessController = LazyAccessControllerFactory(
 
 # Event sinks (notifiers): a notifications endpoint's sink key names one.
 webhookSink = LazyEventSinkFactory("webhook", "txregistry.events.webhook", "WebhookSinkFactory")
+
+# Blob descriptor caches: storage.cache.blobdescriptor names one.
+inmemoryCache = LazyCacheFactory("inmemory", "txregistry.cache.inmemory", "InMemoryCacheFactory")
+redisCache = LazyCacheFactory("redis", "txregistry.cache.redis", "RedisCacheFactory")

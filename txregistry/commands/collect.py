@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from txregistry.commands.running import open_storage, report_failure, run_in_reactor
+from txregistry.commands.running import open_storage_and_cache, report_failure, run_in_reactor
 from txregistry.commands.terminal import TerminalReporter
 
 
@@ -76,21 +76,27 @@ async def _collect(
     reactor: Any, config_path: str | None, options: Any, reporter: TerminalReporter
 ) -> int:
     from txregistry.registry import paths
-    from txregistry.registry.gc import CollectionError, GarbageCollector
+    from txregistry.registry.gc import CollectionError, GarbageCollector, forget_collected
     from txregistry.registry.lease import StorageLease
 
-    driver = open_storage(config_path)
-    if driver is None:
+    opened = open_storage_and_cache(config_path)
+    if opened is None:
         return 1
-    collector = GarbageCollector(
-        driver, options, StorageLease(driver, paths.gc_lease(), reactor), reporter
-    )
+    driver, cache = opened
     try:
-        result = await collector.collect()
-    except Exception as error:  # a storage failure too: said in one line, not a traceback
-        return report_failure("garbage collect", error, reporter, (CollectionError, OSError))
-    reporter.finish()
-    for warning in result.warnings:
-        sys.stderr.write(f"txregistry: warning: {warning}\n")
-    print(result.summary(options.dry_run), flush=True)
-    return 0
+        collector = GarbageCollector(
+            driver, options, StorageLease(driver, paths.gc_lease(), reactor), reporter
+        )
+        try:
+            result = await collector.collect()
+        except Exception as error:  # a storage failure too: said in one line, not a traceback
+            return report_failure("garbage collect", error, reporter, (CollectionError, OSError))
+        reporter.finish()
+        # The registries' cache (Redis) may know what was deleted.
+        for warning in [*result.warnings, *await forget_collected(result, options, cache)]:
+            sys.stderr.write(f"txregistry: warning: {warning}\n")
+        print(result.summary(options.dry_run), flush=True)
+        return 0
+    finally:
+        if cache is not None:
+            await cache.close()

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from txregistry.commands.terminal import TerminalReporter
-from txregistry.interfaces import IStorageDriver
+from txregistry.interfaces import ICache, IStorageDriver
 
 
 def run_in_reactor(work: Callable[[Any], Awaitable[int]]) -> int:
@@ -43,6 +43,25 @@ def open_storage(config_path: str | None) -> IStorageDriver | None:
 
     try:
         return build_driver(read_config(config_path))
+    except ConfigError as error:
+        sys.stderr.write(f"txregistry: configuration error: {error}\n")
+        return None
+
+
+def open_storage_and_cache(
+    config_path: str | None,
+) -> tuple[IStorageDriver, ICache | None] | None:
+    """
+    Like L{open_storage}, with the descriptor cache the config names (for
+    a command that must empty it).
+    """
+    from txregistry.cache.plugins import build_cache
+    from txregistry.config import ConfigError
+    from txregistry.configured import build_driver, read_config
+
+    try:
+        config = read_config(config_path)
+        return build_driver(config), build_cache(config)
     except ConfigError as error:
         sys.stderr.write(f"txregistry: configuration error: {error}\n")
         return None

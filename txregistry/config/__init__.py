@@ -12,9 +12,8 @@ This module only gathers the names the rest of txregistry uses.
 
 Sections of Distribution's format that txregistry does not implement yet are
 treated by what ignoring them would do: where ignoring would weaken security
-or lose data (C{proxy}, Let's Encrypt, a Redis cache)
-they stop start-up; where it only forgoes a convenience (C{health},
-C{redis}, C{http.debug}, upload purging) they are logged as ignored.
+or lose data (C{proxy}, Let's Encrypt) they stop start-up; where it only
+forgoes a convenience (C{health}, C{http.debug}) they are logged as ignored.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from txregistry.config.core import (
 from txregistry.config.http import HTTPConfig, endpoint_description
 from txregistry.config.log import LogConfig
 from txregistry.config.middleware import MiddlewareConfig, MiddlewareEntry
+from txregistry.config.redis import RedisConfig
 from txregistry.config.sections import (
     EMBEDDED_DEFAULT,
     Config,
@@ -60,6 +60,7 @@ __all__ = [
     "LogConfig",
     "MiddlewareConfig",
     "MiddlewareEntry",
+    "RedisConfig",
     "StorageConfig",
     "TLSConfig",
     "ValidationConfig",

@@ -283,12 +283,15 @@ class BuildContext:
         other than its own (the deprecated top-level C{loglevel}).
     @ivar known_drivers: the storage driver names that may be chosen, or
         L{None} for any.
+    @ivar known_caches: the cache names C{storage.cache.blobdescriptor} may
+        choose, or L{None} for any.
     @ivar warnings: the lines to log once the configuration is built; a
         builder may add to them.
     """
 
     document: Mapping[str, Any]
     known_drivers: Mapping[str, Any] | None
+    known_caches: Mapping[str, Any] | None
     warnings: list[str]
 
 

@@ -42,6 +42,7 @@ from txregistry.config.http import HTTPConfig
 from txregistry.config.log import LogConfig
 from txregistry.config.middleware import MiddlewareConfig
 from txregistry.config.notifications import NotificationsConfig
+from txregistry.config.redis import RedisConfig
 from txregistry.config.storage import StorageConfig
 from txregistry.config.validation import ValidationConfig
 
@@ -98,6 +99,7 @@ class Config:
     middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
     auth: AuthConfig | None = None
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    redis: RedisConfig | None = None
     warnings: tuple[str, ...] = ()
 
 
@@ -113,19 +115,28 @@ def apply_environment(document: dict[str, Any], environ: Mapping[str, str]) -> d
     return apply_overrides(document, environ, SCHEMA)
 
 
-def build_config(document: Any, known_drivers: Mapping[str, Any] | None = None) -> Config:
+def build_config(
+    document: Any,
+    known_drivers: Mapping[str, Any] | None = None,
+    *,
+    known_caches: Mapping[str, Any] | None = None,
+) -> Config:
     """
     Check a parsed YAML document and build the typed L{Config}.
 
     @param known_drivers: the storage driver names that may be chosen; when
         given, any other driver name is an error.
+    @param known_caches: the cache names C{storage.cache.blobdescriptor} may
+        choose; when given, any other name is an error.
     @raise ConfigError: naming the key for every mistake.
     """
     warnings: list[str] = []
     if document is None:
         raise ConfigError("<top level>", "the configuration is empty")
     check("", document, SCHEMA, warnings.append)
-    context = BuildContext(document, known_drivers, warnings)
+    context = BuildContext(
+        document, known_drivers=known_drivers, known_caches=known_caches, warnings=warnings
+    )
     values: dict[str, Any] = {}
     for section in SECTIONS:
         if section.build is None:
@@ -141,14 +152,17 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     known_drivers: Mapping[str, Any] | None = None,
     source: str = "configuration",
+    *,
+    known_caches: Mapping[str, Any] | None = None,
 ) -> Config:
     """
     Parse YAML C{text} (the embedded default when L{None}), apply the
-    environment's C{REGISTRY_*} overrides and build the L{Config}.
+    environment's C{REGISTRY_*} overrides and build the L{Config}; see
+    L{build_config} for C{known_drivers} and C{known_caches}.
 
     @raise ConfigError: for YAML that does not parse, and every mistake
         L{build_config} finds.
     """
     document = parse_yaml(EMBEDDED_DEFAULT if text is None else text, source)
     document = apply_environment(document, os.environ if environ is None else environ)
-    return build_config(document, known_drivers)
+    return build_config(document, known_drivers, known_caches=known_caches)

@@ -63,7 +63,7 @@ def _build(value: Any, context: BuildContext) -> StorageConfig:
     The typed C{storage} section.
 
     @raise ConfigError: unless exactly one driver, of the known ones, is
-        named; for a blob descriptor cache txregistry does not have.
+        named; for a blob descriptor cache that is not installed.
     """
     storage = as_mapping(value)
     drivers = [key for key in storage if key not in _SCHEMA]
@@ -88,10 +88,13 @@ def _build(value: Any, context: BuildContext) -> StorageConfig:
         cache_size = 10000
     if cache_size <= 0:
         raise ConfigError("storage.cache.blobdescriptorsize", "must be a positive integer")
-    if cache not in (None, "inmemory"):
+    if cache == "":
+        raise ConfigError("storage.cache.blobdescriptor", "must not be empty; leave it out instead")
+    known_caches = context.known_caches
+    if cache is not None and known_caches is not None and cache not in known_caches:
         raise ConfigError(
             "storage.cache.blobdescriptor",
-            f"{cache!r} is not supported (txregistry has: inmemory)",
+            f"unknown cache {cache!r} (installed: {', '.join(sorted(known_caches))})",
         )
     maintenance = as_mapping(storage.get("maintenance"))
     return StorageConfig(

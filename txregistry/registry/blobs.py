@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from txregistry.cache import LAYER
 from txregistry.digest import Digest
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import BLOB_UNKNOWN, RegistryError
-from txregistry.interfaces import IFileReader, IStorageDriver
+from txregistry.interfaces import ICache, IFileReader, IStorageDriver
 from txregistry.registry import paths
-from txregistry.registry.descriptor_cache import DescriptorCache
 
 # The descriptor cache's kind for blobs linked into a repository.
-LAYER = "layer"
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class BlobStore:
 class LinkedBlobStore:
     """The blobs one repository links to; only those are served from it."""
 
-    def __init__(self, blobs: BlobStore, repository: str, cache: DescriptorCache) -> None:
+    def __init__(self, blobs: BlobStore, repository: str, cache: ICache) -> None:
         self.blobs = blobs
         self.driver = blobs.driver
         self.repository = repository
@@ -76,7 +75,7 @@ class LinkedBlobStore:
         @raise txregistry.errors.RegistryError: BLOB_UNKNOWN when it is not
             linked here, or its content is gone.
         """
-        size = self.cache.get(self.repository, LAYER, digest)
+        size = await self.cache.get(self.repository, LAYER, digest)
         if size is not None:
             return BlobDescriptor(digest, size)
         try:
@@ -86,7 +85,7 @@ class LinkedBlobStore:
         if linked.strip() != paths.link_content(digest):
             raise BLOB_UNKNOWN(str(digest))
         descriptor = await self.blobs.stat(digest)
-        self.cache.set(self.repository, LAYER, digest, descriptor.size)
+        await self.cache.set(self.repository, LAYER, digest, descriptor.size)
         return descriptor
 
     async def link(self, digest: Digest) -> None:
@@ -102,11 +101,13 @@ class LinkedBlobStore:
 
         @raise txregistry.errors.RegistryError: BLOB_UNKNOWN when not linked.
         """
-        self.cache.forget(self.repository, LAYER, digest)
         try:
             await self.driver.delete(paths.layer_link(self.repository, digest))
         except PathNotFoundError:
             raise BLOB_UNKNOWN(str(digest)) from None
+        finally:
+            # After the link is gone: a lookup meanwhile cannot set it again.
+            await self.cache.forget(self.repository, LAYER, digest)
 
     async def mount(self, source: LinkedBlobStore, digest: Digest) -> BlobDescriptor | None:
         """

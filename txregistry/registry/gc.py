@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from txregistry.digest import Digest
 from txregistry.drivers.base import delete_many, exists, get_contents
 from txregistry.drivers.errors import PathNotFoundError
-from txregistry.interfaces import FileInfo, IStorageDriver
+from txregistry.interfaces import FileInfo, ICache, IStorageDriver
 from txregistry.registry import paths
 from txregistry.registry.inventory import (
     EVERYTHING,
@@ -602,11 +602,15 @@ def _changed_links(
 
 
 def scheduled_collection(
-    driver: IStorageDriver, options: CollectionOptions, reactor: Any
+    driver: IStorageDriver,
+    options: CollectionOptions,
+    reactor: Any,
+    cache: ICache | None = None,
 ) -> Callable[[], Awaitable[str]]:
     """
     The job of C{storage.gc}: one collection, taking turns with the other
-    processes sharing the storage; says what it did.
+    processes sharing the storage; says what it did.  When it deleted
+    anything, C{cache} is emptied (L{forget_collected}).
 
     @raise CollectionError: when a collection fails (not when another
         process collects now).
@@ -618,8 +622,30 @@ def scheduled_collection(
             result = await GarbageCollector(driver, options, lease).collect()
         except LeaseHeld as error:
             return f"skipped: {error}"
-        for warning in result.warnings:
+        warnings = [*result.warnings, *await forget_collected(result, options, cache)]
+        for warning in warnings:
             _log.warn("garbage collection: {warning}", warning=warning)
         return result.summary(options.dry_run)
 
     return collect
+
+
+async def forget_collected(
+    result: CollectionResult, options: CollectionOptions, cache: ICache | None
+) -> list[str]:
+    """
+    Empty C{cache} after a collection that deleted anything: it may know
+    blobs and manifests that are gone (Distribution leaves that to the
+    operator, who must flush Redis after its C{garbage-collect}).
+
+    @return: a warning when the cache could not be emptied.
+    """
+    deleted = result.blobs_deleted or result.manifests_deleted or result.links_deleted
+    if cache is None or options.dry_run or not deleted:
+        return []
+    if await cache.clear():
+        return []
+    return [
+        "the descriptor cache could not be emptied: it may answer for deleted blobs and "
+        "manifests until it is (see the log about it)"
+    ]

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from txregistry.cache import REVISION
 from txregistry.digest import Digest
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import (
@@ -27,10 +28,9 @@ from txregistry.errors import (
     MANIFEST_UNKNOWN,
     RegistryError,
 )
-from txregistry.interfaces import IStorageDriver
+from txregistry.interfaces import ICache, IStorageDriver
 from txregistry.registry import paths
 from txregistry.registry.blobs import LinkedBlobStore
-from txregistry.registry.descriptor_cache import DescriptorCache
 from txregistry.registry.manifest_formats import (
     LAYER_TYPES,
     Descriptor,
@@ -40,7 +40,6 @@ from txregistry.registry.manifest_formats import (
 from txregistry.registry.sweep_notice import read_notice
 
 # The descriptor cache's kind for manifest revisions.
-REVISION = "revision"
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class ManifestStore:
         blobs: LinkedBlobStore,
         parsed: ParsedManifests,
         url_policy: URLPolicy,
-        cache: DescriptorCache,
+        cache: ICache,
     ) -> None:
         self.cache = cache
         self.driver = driver
@@ -123,13 +122,13 @@ class ManifestStore:
 
     async def exists(self, digest: Digest) -> bool:
         """Whether the manifest is part of this repository."""
-        if self.cache.get(self.repository, REVISION, digest) is not None:
+        if await self.cache.get(self.repository, REVISION, digest) is not None:
             return True
         try:
             info = await self.driver.stat(paths.manifest_revision_link(self.repository, digest))
         except PathNotFoundError:
             return False
-        self.cache.set(self.repository, REVISION, digest, info.size)
+        await self.cache.set(self.repository, REVISION, digest, info.size)
         return True
 
     async def get(self, digest: Digest) -> Manifest:
@@ -220,7 +219,6 @@ class ManifestStore:
         threatened = notice.threatens(needed)
         if not threatened:
             return
-        self.cache.forget(self.repository, REVISION, manifest.digest)
         for path in (
             paths.manifest_revision(self.repository, manifest.digest),
             *(
@@ -233,6 +231,7 @@ class ManifestStore:
                 await self.driver.delete(path)
             except PathNotFoundError:
                 pass
+        await self.cache.forget(self.repository, REVISION, manifest.digest)
         first, *rest = (
             MANIFEST_BLOB_UNKNOWN(f"{digest}: garbage collection is deleting it; push it again")
             for digest in threatened
@@ -247,11 +246,13 @@ class ManifestStore:
         @raise RegistryError: MANIFEST_UNKNOWN when it is not there.
         """
         manifest = await self.get(digest)
-        self.cache.forget(self.repository, REVISION, digest)
         try:
             await self.driver.delete(paths.manifest_revision(self.repository, digest))
         except PathNotFoundError:
             raise MANIFEST_UNKNOWN(f"unknown manifest {digest}") from None
+        finally:
+            # After the revision is gone: a lookup meanwhile cannot set it again.
+            await self.cache.forget(self.repository, REVISION, digest)
         if manifest.subject is not None:
             try:
                 await self.driver.delete(

@@ -6,10 +6,10 @@ storage driver.
 
 from __future__ import annotations
 
-from txregistry.interfaces import IStorageDriver
+from txregistry.cache.inmemory import NoCache
+from txregistry.interfaces import ICache, IStorageDriver
 from txregistry.registry import catalog
 from txregistry.registry.blobs import BlobStore, LinkedBlobStore
-from txregistry.registry.descriptor_cache import DescriptorCache, NoDescriptorCache
 from txregistry.registry.manifests import ManifestStore, ParsedManifests, TagStore, URLPolicy
 from txregistry.registry.uploads import HashStates, Uploads
 
@@ -49,7 +49,7 @@ class Registry:
         delete_enabled: bool = False,
         readonly: bool = False,
         url_policy: URLPolicy | None = None,
-        descriptor_cache: DescriptorCache | None = None,
+        descriptor_cache: ICache | None = None,
     ) -> None:
         self.driver = driver
         self.blobs = BlobStore(driver)
@@ -58,7 +58,7 @@ class Registry:
         self.delete_enabled = delete_enabled
         self.readonly = readonly
         self.url_policy = url_policy or URLPolicy.from_config(False, [], [])
-        self.descriptor_cache = descriptor_cache or NoDescriptorCache()
+        self.descriptor_cache: ICache = descriptor_cache or NoCache()
 
     def repository(self, name: str) -> Repository:
         """The repository called C{name}, which must be a valid name."""

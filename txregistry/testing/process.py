@@ -131,16 +131,19 @@ class ServerProcess:
 
     # -- the process ---------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> Self:
+    def start(self, timeout: float = 30.0, *, port: int | None = None) -> Self:
         """
         Start the process and wait until it L{answers}.
 
+        @param port: the port it is to listen on; a free one by default.
+            A restart passes the one of before, so that clients find it
+            where they found it.
         @raise RuntimeError: the process exited, or did not answer within
             C{timeout} seconds (then it is stopped); the message ends with
             what it logged (L{output}).
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         command = self._launch_command()
         environment = {key: value for key, value in os.environ.items() if self._inherits(key)}
