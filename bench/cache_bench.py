@@ -16,8 +16,11 @@ dies under load does to txregistry.
    loads at once: manifest C{HEAD}s and blob C{GET}s (C{hey}, 16
    connections each).  A third of the way in, Redis is killed
    (C{SIGKILL}); at two thirds it is started again on its port, empty.
-   Every half second, Redis's C{keyspace_hits}: the hits per second before,
-   during and after; and every status C{hey} got (no 5xx allowed).
+   Every half second, Redis's C{keyspace_hits}: the lookups per second
+   Redis answered (each process reads the cache's generation 20 times a
+   second, and asks Redis what its memory does not hold) before, during and
+   after; when txregistry logged that it trusts the cache again; and every
+   status C{hey} got (no 5xx allowed).
 
 Run: C{.venv/bin/python bench/cache_bench.py [--rounds N] [--seconds S]
 [--outage-seconds S] [--json bench/results-cache.json]}.
@@ -36,6 +39,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +92,18 @@ class Outage:
     hits_per_second: list[tuple[float, float]] = field(default_factory=list)
     hits_before: float = 0.0
     hits_after: float = 0.0
+    # What txregistry logged of the outage, and when it trusted Redis again
+    # (seconds after it was started again), if it did.
+    logged: list[str] = field(default_factory=list)
+    trusted_after: float | None = None
 
 
 def cache_options(redis: RedisServerProcess) -> RegistryOptions:
     """Both registries with the Redis cache: the reference's database 0, txregistry's 1."""
     return RegistryOptions(
         config=["storage.cache.blobdescriptor=redis", f"redis.addr={redis.addr}"],
-        txregistry_config=["redis.db=1"],
+        # Info: the cache's lines about the outage (the access log stays off).
+        txregistry_config=["redis.db=1", "log.level=info"],
     )
 
 
@@ -175,8 +184,15 @@ def outage(
             print(f"{time.monotonic() - started:5.1f} s: Redis started again", flush=True)
         samples.append((now, keyspace_hits(redis) if not killed or restarted else None))
         time.sleep(0.5)
+    restarted_wall = time.time() - (time.monotonic() - started - result.restarted_at)
     for thread in threads:
         thread.join()
+    for line in registry.output(lines=None).splitlines():
+        if "Redis cache" in line:
+            result.logged.append(line)
+            if "answers again" in line:
+                stamp = datetime.fromisoformat(line.split(" [", 1)[0]).timestamp()
+                result.trusted_after = round(stamp - restarted_wall, 1)
     for (then, before), (now, after) in itertools.pairwise(samples):
         if before is not None and after is not None and after >= before:
             result.hits_per_second.append((round(now, 1), (after - before) / (now - then)))
@@ -273,9 +289,12 @@ def main(argv: list[str] | None = None) -> int:
             for when, rate in found.hits_per_second:
                 print(f"  {when:5.1f} s: {rate:7.0f} Redis hits/s")
             print(f"statuses: {found.statuses}")
+            for line in found.logged:
+                print(f"  txregistry: {line}")
             print(
                 f"Redis hits/s: {found.hits_before:.0f} before, {found.hits_after:.0f} after "
-                f"it came back; 5xx: {found.server_errors}; client errors: {found.errors}"
+                f"it came back; trusted again {found.trusted_after} s after Redis was; "
+                f"5xx: {found.server_errors}; client errors: {found.errors}"
             )
             ok = ok and found.server_errors == 0 and found.hits_after > 0
             result["outage"] = asdict(found)

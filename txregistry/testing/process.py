@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -215,6 +216,47 @@ class ServerProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class PausableServerProcess(ServerProcess):
+    """
+    A server that can be paused (C{SIGSTOP}) to play an outage in which it
+    still accepts connections, since the kernel completes the handshake,
+    but answers nothing; and resumed (C{SIGCONT}).
+
+    @ivar what: what messages call the server (C{"the S3 server"}).
+    @ivar paused: whether the server is stopped by L{pause}.
+    """
+
+    what = "the server"
+    paused = False
+
+    def pause(self) -> None:
+        """
+        Stop the process (C{SIGSTOP}): connections are still accepted, by
+        the kernel, but nothing is answered until L{resume}.
+        """
+        self._signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """Let a paused process run again (C{SIGCONT}); it answers what was sent meanwhile."""
+        self._signal(signal.SIGCONT)
+        self.paused = False
+
+    def _signal(self, number: signal.Signals) -> subprocess.Popen[bytes]:
+        if self.process is None or not self.running:
+            raise RuntimeError(f"{self.name}: {self.what} is not running")
+        self.process.send_signal(number)
+        return self.process
+
+    def stop(self) -> None:
+        """Stop the server (resumed first if paused; SIGTERM, then SIGKILL after 10 s)."""
+        if self.paused and self.running:
+            # A stopped process would only act on SIGTERM once continued.
+            self.resume()
+        super().stop()
+        self.paused = False
 
 
 class RegistryProcess(ServerProcess):

@@ -24,12 +24,11 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-from txregistry.testing.process import ServerProcess
+from txregistry.testing.process import PausableServerProcess
 
 REDIS_BINARY = "redis-server"
 
@@ -167,7 +166,7 @@ def encode_command(*args: Argument) -> bytes:
     return b"".join(parts)
 
 
-class RedisServerProcess(ServerProcess):
+class RedisServerProcess(PausableServerProcess):
     """
     C{redis-server} as a process on 127.0.0.1, ready once it answers
     C{PING} with C{PONG}.  Use as a context manager, or call L{start} and
@@ -187,6 +186,8 @@ class RedisServerProcess(ServerProcess):
     @ivar paused: whether the server is stopped by L{pause}.
     """
 
+    what = "the Redis server"
+
     def __init__(
         self,
         workdir: Path,
@@ -202,7 +203,6 @@ class RedisServerProcess(ServerProcess):
         self.password = password
         self.username = username
         self.binary = binary
-        self.paused = False
 
     def __repr__(self) -> str:
         where = self.addr if self.port else "not started"
@@ -251,19 +251,6 @@ class RedisServerProcess(ServerProcess):
         except (OSError, RedisReplyError, RedisProtocolError):
             return False
 
-    def pause(self) -> None:
-        """
-        Stop the process (C{SIGSTOP}): connections are still accepted, by
-        the kernel, but no command is answered until L{resume}.
-        """
-        self._signal(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        """Let a paused process run again (C{SIGCONT}); it answers what was sent meanwhile."""
-        self._signal(signal.SIGCONT)
-        self.paused = False
-
     def kill(self) -> None:
         """
         Kill the process (C{SIGKILL}, paused or not) and wait for it: a
@@ -286,20 +273,6 @@ class RedisServerProcess(ServerProcess):
             raise RuntimeError(f"{self.name}: the Redis server was never started")
         self.stop()
         return self.start(timeout, port=self.port)
-
-    def _signal(self, number: signal.Signals) -> subprocess.Popen[bytes]:
-        if self.process is None or not self.running:
-            raise RuntimeError(f"{self.name}: the Redis server is not running")
-        self.process.send_signal(number)
-        return self.process
-
-    def stop(self) -> None:
-        """Stop the server (resumed first if paused; SIGTERM, then SIGKILL after 10 s)."""
-        if self.paused and self.running:
-            # A stopped process would only act on SIGTERM once continued.
-            self.resume()
-        super().stop()
-        self.paused = False
 
     # -- talking to it ------------------------------------------------------------------
 

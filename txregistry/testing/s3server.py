@@ -15,7 +15,6 @@ nothing ever answers; and resumed (C{SIGCONT}).
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import botocore.session
 from botocore.config import Config
 
-from txregistry.testing.process import ServerProcess
+from txregistry.testing.process import PausableServerProcess
 
 # The keys and region every client of the test server uses; moto accepts
 # any keys (unless told to check them), but clients must sign with the
@@ -34,7 +33,7 @@ SECRET_KEY = "txregistry-test-secret-key"
 REGION = "us-east-1"
 
 
-class S3ServerProcess(ServerProcess):
+class S3ServerProcess(PausableServerProcess):
     """
     moto's S3 server as a process on 127.0.0.1, ready once it answers a
     request.  Use as a context manager, or call L{start} and L{stop}; a
@@ -53,11 +52,12 @@ class S3ServerProcess(ServerProcess):
     @ivar paused: whether the server is stopped by L{pause}.
     """
 
+    what = "the S3 server"
+
     def __init__(
         self, workdir: Path, *, name: str = "s3", env: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(workdir, name=name, env=env)
-        self.paused = False
 
     # -- the process ---------------------------------------------------------------
 
@@ -78,32 +78,6 @@ class S3ServerProcess(ServerProcess):
         if "No module named 'moto'" in self.output():
             hint = " (moto is not installed: pip install 'moto[server]')"
         return f"{self.name}: the S3 server {what}{hint}:\n{self.output()}"
-
-    def pause(self) -> None:
-        """
-        Stop the process (C{SIGSTOP}): connections are still accepted, by
-        the kernel, but no request is answered until L{resume}.
-        """
-        self._signal(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        """Let a paused process run again (C{SIGCONT}); it answers what was sent meanwhile."""
-        self._signal(signal.SIGCONT)
-        self.paused = False
-
-    def _signal(self, number: signal.Signals) -> None:
-        if self.process is None or not self.running:
-            raise RuntimeError(f"{self.name}: the S3 server is not running")
-        self.process.send_signal(number)
-
-    def stop(self) -> None:
-        """Stop the server (resumed first if paused; SIGTERM, then SIGKILL after 10 s)."""
-        if self.paused and self.running:
-            # A stopped process would only act on SIGTERM once continued.
-            self.resume()
-        super().stop()
-        self.paused = False
 
     # -- talking to it ------------------------------------------------------------------
 
