@@ -18,6 +18,7 @@ import pytest
 from txregistry.config import ConfigError
 from txregistry.testing.client import request
 from txregistry.testing.process import RegistryProcess, base_config
+from txregistry.testing.redisserver import RedisServerProcess
 from txregistry.workers import TCPAddress, worker_command
 
 
@@ -130,3 +131,41 @@ def test_worker_command_drops_workers() -> None:
         "twisted",
         "registry",
     ]
+
+
+def test_delete_seen_by_every_worker_with_redis(tmp_path: Path) -> None:
+    """
+    With the Redis cache, a blob every worker has looked up (and cached)
+    is 404 through all of them at once after a delete through one.
+    """
+    with RedisServerProcess(tmp_path / "redis") as redis:
+        config = base_config(tmp_path / "data")
+        config["storage"]["cache"] = {"blobdescriptor": "redis"}
+        config["redis"] = {"addr": redis.addr}
+        process = RegistryProcess(tmp_path, config, args=["--workers", "3"])
+        process.start()
+        try:
+            assert process.process is not None
+            _wait_for(lambda: len(_children(process.process.pid)) == 2)  # type: ignore[union-attr]
+            data = os.urandom(5000)
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            url = f"{process.url}/v2/workers/redis/blobs/{digest}"
+            pushed = request(
+                "POST", f"{process.url}/v2/workers/redis/blobs/uploads/?digest={digest}", data
+            )
+            assert pushed.status == 201, pushed.body
+            # Once the workers trust Redis (a moment after they start), the
+            # blob is cached there; new connections spread over the workers,
+            # each of which then keeps it in memory too.
+            _wait_for(
+                lambda: (
+                    request("HEAD", url).status == 200
+                    and redis.command("SISMEMBER", "repository::workers/redis::blobs", digest) == 1
+                )
+            )
+            assert all(request("HEAD", url).status == 200 for _ in range(30))
+            assert request("DELETE", url).status == 202
+            statuses = [request("HEAD", url).status for _ in range(30)]
+            assert statuses == [404] * 30
+        finally:
+            process.stop()
