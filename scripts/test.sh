@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # (or sudo).
 # shellcheck source=scripts/debian.sh
 source scripts/debian.sh
-install_debian_packages docker-registry curl skopeo podman buildah nginx-light openssl redis-server
+install_debian_packages docker-registry curl skopeo podman buildah nginx-light openssl redis-server prometheus
 
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh test

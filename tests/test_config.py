@@ -41,6 +41,14 @@ from txregistry.config import (
     load_config,
 )
 from txregistry.config.core import Section
+from txregistry.config.health import (
+    FileCheckConfig,
+    HealthConfig,
+    HTTPCheckConfig,
+    StorageDriverCheckConfig,
+    TCPCheckConfig,
+)
+from txregistry.config.http import DebugConfig
 from txregistry.config.maintenance import GCConfig, UploadPurgingConfig
 from txregistry.config.notifications import (
     EndpointConfig,
@@ -122,7 +130,7 @@ class DocumentTests(ConfigTestCase):
         self.assertEqual(config.warnings, ())
 
     def test_debian_default(self) -> None:
-        """Distribution's default config, as Debian ships it, loads; health checks warn."""
+        """Distribution's default config, as Debian ships it, loads, its health check too."""
         config = load(DEBIAN_CONFIG)
         self.assertEqual(config.storage.driver, "filesystem")
         self.assertEqual(config.storage.parameters, {"rootdirectory": "/var/lib/docker-registry"})
@@ -130,8 +138,10 @@ class DocumentTests(ConfigTestCase):
         self.assertEqual(config.http.addr, ":5000")
         self.assertEqual(config.http.headers, {"X-Content-Type-Options": ["nosniff"]})
         self.assertEqual(config.log.fields, {"service": "registry"})
-        self.assertEqual(len(config.warnings), 1)
-        self.assertTrue(config.warnings[0].startswith("health: "), config.warnings)
+        self.assertEqual(config.warnings, ())
+        self.assertEqual(
+            config.health.storagedriver, StorageDriverCheckConfig(True, 10.0, threshold=3)
+        )
 
     def test_debian_default_with_auth(self) -> None:
         """With its htpasswd section, the same config names the htpasswd controller."""
@@ -347,9 +357,9 @@ class EnvironmentTests(ConfigTestCase):
         config = load(
             MINIMAL,
             REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED="false",
-            REGISTRY_HEALTH_STORAGEDRIVER_ENABLED="false",
+            REGISTRY_LOG_HOOKS="[]",
         )
-        self.assertEqual([warning.split(":")[0] for warning in config.warnings], ["health"])
+        self.assertEqual([warning.split(":")[0] for warning in config.warnings], ["log.hooks"])
         # Upload purging is implemented: the override turns it off.
         self.assertFalse(config.storage.upload_purging.enabled)
 
@@ -536,15 +546,8 @@ class MistakeTests(ConfigTestCase):
 
     def test_ignored_sections_warn(self) -> None:
         """Sections that only forgo a convenience are accepted with a warning each."""
-        config = load(
-            MINIMAL
-            + "health: {storagedriver: {enabled: true}}\n"
-            + "http: {debug: {addr: localhost:5001}}\n"
-        )
-        self.assertEqual(
-            sorted(warning.split(":")[0] for warning in config.warnings),
-            ["health", "http.debug"],
-        )
+        config = load(MINIMAL + "log: {hooks: []}\n")
+        self.assertEqual([warning.split(":")[0] for warning in config.warnings], ["log.hooks"])
 
     def test_invalid_yaml_names_line(self) -> None:
         """YAML that does not parse is named, with the line and column at fault."""
@@ -559,6 +562,135 @@ class MistakeTests(ConfigTestCase):
         self.assertIn("is not valid YAML at line 6, column 4", error.problem)
         error = self.error("version: 0.1\n\tstorage: x\n")
         self.assertIn("line 2", error.problem)
+
+
+class HealthSectionTests(ConfigTestCase):
+    """The C{health} section: Distribution's checks and defaults."""
+
+    def test_absent(self) -> None:
+        """Without the section, no check runs."""
+        config = load(MINIMAL)
+        self.assertEqual(config.health, HealthConfig())
+        self.assertFalse(config.health.enabled)
+
+    def test_defaults(self) -> None:
+        """Distribution's defaults: 10 s, one failure, status 200; timeout: the interval."""
+        config = load(
+            MINIMAL
+            + "health:\n"
+            + "  storagedriver: {enabled: true}\n"
+            + "  file: [{file: /tmp/down}]\n"
+            + "  http: [{uri: 'http://127.0.0.1:8080/ping'}]\n"
+            + "  tcp: [{addr: '127.0.0.1:6379', interval: 2s}]\n"
+        )
+        health = config.health
+        self.assertTrue(health.enabled)
+        self.assertEqual(health.storagedriver, StorageDriverCheckConfig(True, 10.0, 1))
+        self.assertEqual(health.files, (FileCheckConfig("/tmp/down", 10.0),))
+        self.assertEqual(
+            health.http, (HTTPCheckConfig("http://127.0.0.1:8080/ping", {}, 200, 10.0, 10.0, 1),)
+        )
+        self.assertEqual(
+            health.tcp, (TCPCheckConfig("127.0.0.1:6379", "127.0.0.1", 6379, 2.0, 2.0, 1),)
+        )
+
+    def test_every_key(self) -> None:
+        """Every key of every check, zero values taking the defaults as in Distribution."""
+        config = load(
+            MINIMAL
+            + "health:\n"
+            + "  storagedriver: {enabled: true, interval: 250ms, threshold: 3}\n"
+            + "  file: [{file: down, interval: 0}]\n"
+            + "  http:\n"
+            + "    - uri: https://example.com/health\n"
+            + "      headers: {Authorization: [Basic abc], X-One: single}\n"
+            + "      statuscode: 204\n"
+            + "      timeout: 3s\n"
+            + "      interval: 1m\n"
+            + "      threshold: 0\n"
+            + "  tcp: [{addr: '[::1]:5432', timeout: 500ms, threshold: 2}]\n"
+        )
+        health = config.health
+        self.assertEqual(health.storagedriver, StorageDriverCheckConfig(True, 0.25, 3))
+        self.assertEqual(health.files, (FileCheckConfig("down", 10.0),))
+        self.assertEqual(
+            health.http,
+            (
+                HTTPCheckConfig(
+                    "https://example.com/health",
+                    {"Authorization": ("Basic abc",), "X-One": ("single",)},
+                    204,
+                    3.0,
+                    60.0,
+                    1,
+                ),
+            ),
+        )
+        self.assertEqual(health.tcp, (TCPCheckConfig("[::1]:5432", "::1", 5432, 0.5, 10.0, 2),))
+
+    def test_disabled_storage_driver(self) -> None:
+        """A storage driver check that is not enabled is no check."""
+        config = load(MINIMAL + "health: {storagedriver: {enabled: false, interval: 1s}}\n")
+        self.assertFalse(config.health.enabled)
+
+    def test_environment(self) -> None:
+        """C{REGISTRY_HEALTH_*} overrides go through the shared machinery."""
+        config = load(
+            MINIMAL,
+            REGISTRY_HEALTH_STORAGEDRIVER_ENABLED="true",
+            REGISTRY_HEALTH_STORAGEDRIVER_INTERVAL="200ms",
+            REGISTRY_HEALTH_STORAGEDRIVER_THRESHOLD="2",
+            REGISTRY_HEALTH_TCP="[{addr: 'localhost:80'}]",
+        )
+        self.assertEqual(config.health.storagedriver, StorageDriverCheckConfig(True, 0.2, 2))
+        self.assertEqual([check.addr for check in config.health.tcp], ["localhost:80"])
+        error = self.error(MINIMAL, REGISTRY_HEALTH_STORAGEDRIVER_BOGUS="1")
+        self.assertEqual(error.key, "REGISTRY_HEALTH_STORAGEDRIVER_BOGUS")
+
+    def test_mistakes(self) -> None:
+        """Every mistake is refused, naming its dotted key."""
+        for extra, key in [
+            ("health: {bogus: 1}", "health.bogus"),
+            ("health: [1]", "health"),
+            ("health: {storagedriver: {bogus: 1}}", "health.storagedriver.bogus"),
+            ("health: {storagedriver: {enabled: yes please}}", "health.storagedriver.enabled"),
+            ("health: {storagedriver: {interval: -5}}", "health.storagedriver.interval"),
+            ("health: {storagedriver: {interval: -5s}}", "health.storagedriver.interval"),
+            ("health: {storagedriver: {interval: soon}}", "health.storagedriver.interval"),
+            ("health: {storagedriver: {threshold: -1}}", "health.storagedriver.threshold"),
+            ("health: {storagedriver: {threshold: 1.5}}", "health.storagedriver.threshold"),
+            ("health: {file: /tmp/x}", "health.file"),
+            ("health: {file: [/tmp/x]}", "health.file[0]"),
+            ("health: {file: [{interval: 1s}]}", "health.file[0].file"),
+            ("health: {file: [{file: x, threshold: 2}]}", "health.file[0].threshold"),
+            ("health: {file: [{file: x, interval: -1}]}", "health.file[0].interval"),
+            ("health: {http: [{}]}", "health.http[0].uri"),
+            ("health: {http: [{uri: 'ftp://x/'}]}", "health.http[0].uri"),
+            ("health: {http: [{uri: 'not a uri'}]}", "health.http[0].uri"),
+            ("health: {http: [{uri: 'http://x:99999/'}]}", "health.http[0].uri"),
+            ("health: {http: [{uri: 'http://x/', bogus: 1}]}", "health.http[0].bogus"),
+            ("health: {http: [{uri: 'http://x/', statuscode: 99}]}", "health.http[0].statuscode"),
+            ("health: {http: [{uri: 'http://x/', statuscode: 600}]}", "health.http[0].statuscode"),
+            ("health: {http: [{uri: 'http://x/', timeout: -1}]}", "health.http[0].timeout"),
+            ("health: {http: [{uri: 'http://x/', threshold: -2}]}", "health.http[0].threshold"),
+            ("health: {http: [{uri: 'http://x/', headers: [a]}]}", "health.http[0].headers"),
+            ("health: {http: [{uri: 'http://x/', headers: {A: [1]}}]}", "health.http[0].headers.A"),
+            ("health: {tcp: [{}]}", "health.tcp[0].addr"),
+            ("health: {tcp: [{addr: localhost}]}", "health.tcp[0].addr"),
+            ("health: {tcp: [{addr: 'localhost:'}]}", "health.tcp[0].addr"),
+            ("health: {tcp: [{addr: 'localhost:0'}]}", "health.tcp[0].addr"),
+            ("health: {tcp: [{addr: 'localhost:70000'}]}", "health.tcp[0].addr"),
+            ("health: {tcp: [{addr: '::1:80'}]}", "health.tcp[0].addr"),
+            ("health: {tcp: [{addr: 'a:1', interval: -3}]}", "health.tcp[0].interval"),
+            ("health: {tcp: [{addr: 'a:1'}, {addr: 'a:1'}]}", "health.tcp[1].addr"),
+            (
+                "health: {http: [{uri: 'http://x/'}], file: [{file: 'http://x/'}]}",
+                "health.http[0].uri",
+            ),
+        ]:
+            error = self.error(MINIMAL + extra + "\n")
+            self.assertEqual(error.key, key, extra)
+            self.assertNotIn("\n", str(error))
 
 
 class NotificationsSectionTests(ConfigTestCase):
@@ -1566,3 +1698,57 @@ class LogFormatTests(SynchronousTestCase):
             ("panic", LogLevel.critical),
         ]:
             self.assertEqual(log_level(LogConfig(level=name)), level, name)
+
+
+class DebugSectionTests(ConfigTestCase):
+    """C{http.debug}: the debug server's address and its Prometheus metrics."""
+
+    def test_absent(self) -> None:
+        """Without the section there is no debug server."""
+        self.assertIsNone(load(MINIMAL).http.debug)
+
+    def test_defaults(self) -> None:
+        """An address alone: a debug server without metrics, the path defaulted."""
+        config = load(MINIMAL + "http: {debug: {addr: localhost:5001}}\n")
+        self.assertEqual(
+            config.http.debug,
+            DebugConfig(
+                addr="localhost:5001",
+                endpoint="tcp:5001:interface=127.0.0.1",
+                prometheus_enabled=False,
+                prometheus_path="/metrics",
+            ),
+        )
+        self.assertEqual(list(config.warnings), [])
+
+    def test_prometheus(self) -> None:
+        """C{prometheus.enabled} and C{prometheus.path}, from the file or the environment."""
+        debug = load(
+            MINIMAL + "http: {debug: {addr: ':5001', prometheus: {enabled: true, path: /m/x}}}\n"
+        ).http.debug
+        assert debug is not None
+        self.assertEqual(
+            (debug.endpoint, debug.prometheus_enabled, debug.prometheus_path),
+            ("tcp:5001", True, "/m/x"),
+        )
+        debug = load(
+            MINIMAL,
+            REGISTRY_HTTP_DEBUG_ADDR="127.0.0.1:5002",
+            REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED="true",
+        ).http.debug
+        assert debug is not None
+        self.assertEqual((debug.addr, debug.prometheus_enabled), ("127.0.0.1:5002", True))
+
+    def test_mistakes(self) -> None:
+        """Each mistake names its key."""
+        for section, key in [
+            ("{debug: {prometheus: {enabled: true}}}", "http.debug.addr"),
+            ("{debug: {addr: nowhere}}", "http.debug.addr"),
+            ("{debug: {addr: ':5001', bogus: 1}}", "http.debug.bogus"),
+            ("{debug: {addr: ':5001', prometheus: {bogus: 1}}}", "http.debug.prometheus.bogus"),
+            ("{debug: {addr: ':5001', prometheus: {enabled: 3}}}", "http.debug.prometheus.enabled"),
+            ("{debug: {addr: ':5001', prometheus: {path: metrics}}}", "http.debug.prometheus.path"),
+            ("{debug: [a]}", "http.debug"),
+        ]:
+            error = self.error(MINIMAL + f"http: {section}\n")
+            self.assertEqual(error.key, key, section)

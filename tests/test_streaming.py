@@ -30,7 +30,7 @@ from txregistry.drivers.inmemory import InMemoryDriver
 from txregistry.interfaces import IFileReader, IFileWriter
 from txregistry.registry import paths
 from txregistry.registry.repository import Registry
-from txregistry.registry.uploads import WRITE_BATCH, UploadAppender
+from txregistry.registry.uploads import WRITE_BATCH, UploadAppender, UploadTotals
 from txregistry.resources.download import READ_SIZE, BlobStreamer
 from txregistry.resources.site import make_site
 from txregistry.resources.streaming import HIGH_WATERMARK, LOW_WATERMARK, StreamingRequest
@@ -693,6 +693,18 @@ class UploadAppenderTests(TestCase):
         await self.complete(2)
         await self.complete(3)
         self.assertEqual(self.writer.sizes(), [1, WRITE_BATCH + 1, 1])
+        await self.appender.flush()
+
+    async def test_totals(self) -> None:
+        """The bytes taken are counted in the registry's upload totals (for the metrics)."""
+        totals = UploadTotals()
+        self.appender.totals = totals
+        self.appender.write(b"abc")
+        self.appender.write(b"")
+        self.appender.write(b"de")
+        self.assertEqual(totals.bytes_received, 5)
+        await self.complete(1)
+        await self.complete(2)
         await self.appender.flush()
 
     async def test_empty_write_ignored(self) -> None:

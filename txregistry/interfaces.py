@@ -193,6 +193,7 @@ class IStorageDriver(Interface):
     def stat(path: str) -> Deferred[FileInfo]:
         """
         Describe a file or directory; L{PathNotFoundError} when neither.
+        C{path} may be C{"/"}, the root (the storage health check stats it).
         """
 
     def list(path: str) -> Deferred[list[str]]:

@@ -30,12 +30,24 @@ from twisted.python import usage
 from txregistry.auth.plugins import access_controller_factories
 from txregistry.cache.plugins import build_cache
 from txregistry.config import Config, ConfigError
+from txregistry.config.http import DebugConfig
 from txregistry.configured import build_driver, read_config
+from txregistry.debug import (
+    CacheCollector,
+    DebugRoot,
+    DebugSite,
+    MetricsResource,
+    NotificationsCollector,
+    RegistryMetrics,
+    TotalsCollector,
+)
+from txregistry.drivers.base import ValidatingDriver
 from txregistry.events.notifier import Notifications
+from txregistry.health import HealthChecks, HealthResource, build_health_checks
 from txregistry.interfaces import IAccessController, ICache, IStorageDriver
 from txregistry.logs import log_level, observer_factory
 from txregistry.memory import limit_malloc_arenas
-from txregistry.registry.gc import CollectionOptions, scheduled_collection
+from txregistry.registry.gc import CollectionOptions, CollectionTotals, scheduled_collection
 from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.purge import scheduled_purge
 from txregistry.registry.repository import Registry
@@ -95,15 +107,19 @@ class RegistryService(StreamServerEndpointService):
         drain_timeout: float,
         jobs: Sequence[ScheduledJob] = (),
         notifications: Notifications | None = None,
+        health: HealthChecks | None = None,
     ) -> None:
         super().__init__(endpoint, site)
         self.site = site
         self.drain_timeout = drain_timeout
         self.jobs = tuple(jobs)
         self.notifications = notifications
+        self.health = health
 
     def startService(self) -> None:
-        """Deliver events, listen, and schedule the jobs."""
+        """Deliver events, run the health checks, listen, and schedule the jobs."""
+        if self.health is not None:
+            self.health.start()
         if self.notifications is not None:
             self.notifications.start()
         super().startService()
@@ -113,6 +129,8 @@ class RegistryService(StreamServerEndpointService):
     def stopService(self) -> Deferred[None]:
         """Stop listening and the jobs, then drain, then stop delivering events."""
         stopped: Deferred[None] = super().stopService()
+        if self.health is not None:
+            self.health.stop()
         jobs = [job.stopService() for job in self.jobs if job.running]
         if jobs:
             stopped.addCallback(lambda _: DeferredList(jobs)).addCallback(lambda _: None)
@@ -175,7 +193,10 @@ def _access_controller(config: Config) -> IAccessController | None:
 
 
 def maintenance_jobs(
-    config: Config, driver: IStorageDriver, cache: ICache | None = None
+    config: Config,
+    driver: IStorageDriver,
+    cache: ICache | None = None,
+    gc_totals: CollectionTotals | None = None,
 ) -> list[ScheduledJob]:
     """
     What the server runs on a schedule: upload purging (on by default, as in
@@ -208,7 +229,7 @@ def maintenance_jobs(
         jobs.append(
             ScheduledJob(
                 "garbage collection",
-                scheduled_collection(driver, options, reactor, cache),
+                scheduled_collection(driver, options, reactor, cache, gc_totals),
                 gc.interval,
                 _jitter(gc.interval),
                 reactor,
@@ -222,6 +243,53 @@ def _jitter(interval: float) -> float:
     # five minutes (a process that is restarting, or a test's, does no
     # maintenance), and within the hour, as Distribution's purger.
     return random.uniform(min(interval, 300.0), min(interval, 3600.0))
+
+
+def debug_service(
+    debug: DebugConfig, metrics: RegistryMetrics | None
+) -> tuple[IService, DebugRoot]:
+    """
+    The debug server of C{http.debug}, serving C{metrics} if given, and its
+    root, on which other pages may be mounted before it starts.
+
+    @raise ConfigError: for an address Twisted cannot listen on.
+    """
+    root = DebugRoot()
+    if metrics is not None:
+        root.mount(debug.prometheus_path, MetricsResource(metrics.registry))
+    try:
+        endpoint = serverFromString(reactor, debug.endpoint)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError("http.debug.addr", f"{debug.addr!r}: {error}") from None
+    return StreamServerEndpointService(endpoint, DebugSite(root)), root
+
+
+def registry_metrics(
+    driver: ValidatingDriver,
+    registry: Registry,
+    site: RegistrySite,
+    notifications: Notifications | None,
+    gc_totals: CollectionTotals,
+) -> RegistryMetrics:
+    """The metrics of one registry service, its parts wired to feed them."""
+    metrics = RegistryMetrics()
+    site.app.metrics = metrics.http
+    driver.metrics.observe = metrics.storage.observer(driver.name)
+    metrics.watch(CacheCollector(registry.descriptor_cache))
+    if notifications is not None:
+        metrics.watch(NotificationsCollector(lambda: notifications.counters))
+    gc_counters = [
+        ("txregistry_gc_runs", "Garbage collections this process made.", "runs"),
+        ("txregistry_gc_failures", "Garbage collections that failed.", "failures"),
+        ("txregistry_gc_blobs_deleted", "Blobs garbage collection deleted.", "blobs_deleted"),
+        ("txregistry_gc_freed_bytes", "Bytes garbage collection freed.", "bytes_freed"),
+    ]
+    metrics.watch(TotalsCollector(gc_totals, gc_counters))
+    upload_counters = [
+        ("txregistry_upload_bytes", "Bytes received into uploads.", "bytes_received")
+    ]
+    metrics.watch(TotalsCollector(registry.upload_totals, upload_counters))
+    return metrics
 
 
 def build_service(
@@ -256,6 +324,8 @@ def build_service(
     site = make_site(config, registry, secret.encode("utf-8"), _access_controller(config))
     notifications = _notifications(config)
     site.app.notifications = notifications
+    health = build_health_checks(config, driver, reactor)
+    site.app.health = health
     description = listen or config.http.endpoint
     endpoint: Any
     if workers > 1 or is_worker():
@@ -275,15 +345,36 @@ def build_service(
             minimum=tls.minimum_version,
             clients=", client certificates required" if tls.client_cas else "",
         )
+    gc_totals = CollectionTotals()
     service = RegistryService(
         endpoint,
         site,
         config.http.drain_timeout,
-        maintenance_jobs(config, driver, registry.descriptor_cache),
+        maintenance_jobs(config, driver, registry.descriptor_cache, gc_totals),
         notifications,
+        health=health,
     )
+    debug = config.http.debug
+    parent: IService = service
+    if debug is not None and not is_worker():
+        # Under --workers only this process listens there, and the metrics
+        # are its own (not yet the sum over the workers).
+        metrics = None
+        if debug.prometheus_enabled:
+            metrics = registry_metrics(driver, registry, site, notifications, gc_totals)
+        debugging, debug_root = debug_service(debug, metrics)
+        try:
+            # As Distribution's: {} while no check is configured.
+            debug_root.mount(
+                "/debug/health", HealthResource(health if health is not None else HealthChecks([]))
+            )
+        except ValueError as error:
+            raise ConfigError("http.debug.prometheus.path", str(error)) from None
+        parent = MultiService()
+        service.setServiceParent(parent)
+        debugging.setServiceParent(parent)
     if workers <= 1 or is_worker():
-        return service
+        return parent
     # The workers must sign and check upload state with the same secret.
     environment = {**os.environ, "REGISTRY_HTTP_SECRET": secret}
     supervisor = WorkerSupervisor(
@@ -294,7 +385,7 @@ def build_service(
         workers - 1,
     )
     both = MultiService()
-    service.setServiceParent(both)
+    parent.setServiceParent(both)
     supervisor.setServiceParent(both)
     return both
 

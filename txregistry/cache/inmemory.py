@@ -35,6 +35,8 @@ class InMemoryCache:
 
     @param size: the most entries kept (least recently used dropped first).
     @param ttl: seconds an entry is trusted.
+    @ivar hits: lookups answered.
+    @ivar misses: lookups not answered (unknown, or expired).
     """
 
     def __init__(
@@ -47,18 +49,23 @@ class InMemoryCache:
         self._size = size
         self._ttl = ttl
         self._clock = clock
+        self.hits = 0
+        self.misses = 0
 
     def get(self, repository: str, kind: str, digest: Digest) -> Deferred[int | None]:
         """See L{ICache.get}."""
         key = (repository, kind, digest)
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return succeed(None)
         stored_at, size = entry
         if self._clock() - stored_at > self._ttl:
             del self._entries[key]
+            self.misses += 1
             return succeed(None)
         self._entries.move_to_end(key)
+        self.hits += 1
         return succeed(size)
 
     def set(self, repository: str, kind: str, digest: Digest, size: int) -> Deferred[None]:

@@ -228,6 +228,11 @@ class RedisCache:
         self._poller.start(POLL, now=False)
         self._check_soon()
 
+    @property
+    def trusted(self) -> bool:
+        """Whether lookups are answered from Redis now (else they go to storage)."""
+        return self._trusted
+
     # -- the near cache ----------------------------------------------------------
 
     def _poll(self) -> None:

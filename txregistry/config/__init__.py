@@ -13,7 +13,7 @@ This module only gathers the names the rest of txregistry uses.
 Sections of Distribution's format that txregistry does not implement yet are
 treated by what ignoring them would do: where ignoring would weaken security
 or lose data (C{proxy}, Let's Encrypt) they stop start-up; where it only
-forgoes a convenience (C{health}, C{http.debug}) they are logged as ignored.
+forgoes a convenience (C{log.hooks}) they are logged as ignored.
 """
 
 from __future__ import annotations

@@ -38,20 +38,40 @@ class HTTPConfig:
     drain_timeout: float = 0.0
     endpoint: str = "tcp:5000"
     tls: TLSConfig | None = None
+    debug: DebugConfig | None = None
 
 
-def endpoint_description(addr: str, net: str) -> str:
+@dataclass(frozen=True)
+class DebugConfig:
+    """
+    The C{http.debug} section: a second listener, for operators only, that
+    serves the Prometheus metrics (and whatever else is mounted on it).
+
+    @ivar addr: Distribution's C{host:port}.
+    @ivar endpoint: the Twisted endpoint string for C{addr}.
+    @ivar prometheus_enabled: whether the metrics are kept and served.
+    @ivar prometheus_path: where they are served.
+    """
+
+    addr: str
+    endpoint: str
+    prometheus_enabled: bool = False
+    prometheus_path: str = "/metrics"
+
+
+def endpoint_description(addr: str, net: str, key: str = "http.addr") -> str:
     """
     The Twisted endpoint string for Distribution's C{http.addr} and
     C{http.net}.
 
+    @param key: the key to name in an error.
     @raise ConfigError: for an address that does not parse.
     """
     if net == "unix":
         return "unix:" + addr.replace(":", r"\:")
     found = re.fullmatch(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:]*)):(?P<port>\d+)", addr)
     if found is None:
-        raise ConfigError("http.addr", f"{addr!r} is not host:port")
+        raise ConfigError(key, f"{addr!r} is not host:port")
     host = found.group("v6") or found.group("host") or ""
     description = f"tcp:{found.group('port')}"
     if host:
@@ -70,6 +90,31 @@ def _headers(value: Mapping[str, Any]) -> dict[str, list[str]]:
             raise ConfigError(f"http.headers.{name}", "must be a list of strings")
         headers[str(name)] = values
     return headers
+
+
+def _debug(value: Any) -> DebugConfig | None:
+    """
+    The typed C{http.debug} section, or L{None} when it is absent.
+
+    @raise ConfigError: for a missing or unparsable address, or a path that
+        is not absolute.
+    """
+    if value is None:
+        return None
+    debug = as_mapping(value)
+    addr = debug.get("addr")
+    if not addr:
+        raise ConfigError("http.debug.addr", "is required when http.debug is set")
+    prometheus = as_mapping(debug.get("prometheus"))
+    path = prometheus.get("path") or "/metrics"
+    if not path.startswith("/") or path == "/":
+        raise ConfigError("http.debug.prometheus.path", "must be a path such as /metrics")
+    return DebugConfig(
+        addr=addr,
+        endpoint=endpoint_description(addr, "tcp", "http.debug.addr"),
+        prometheus_enabled=bool(prometheus.get("enabled", False)),
+        prometheus_path=path,
+    )
 
 
 def _build(value: Any, context: BuildContext) -> HTTPConfig:
@@ -101,6 +146,7 @@ def _build(value: Any, context: BuildContext) -> HTTPConfig:
         headers=_headers(http.get("headers") or {}),
         drain_timeout=parse_duration("http.draintimeout", http.get("draintimeout", 0)),
         tls=build_tls(http.get("tls")),
+        debug=_debug(http.get("debug")),
     )
 
 
@@ -118,7 +164,7 @@ SECTION = Section(
         "http2": {"disabled": bool},
         "h2c": Ignored("h2c is not implemented; HTTP/1.1 is served"),
         "tls": TLS_SCHEMA,
-        "debug": Ignored("the debug server is not implemented yet; ignored"),
+        "debug": {"addr": str, "prometheus": {"enabled": bool, "path": str}},
     },
     build=_build,
     attribute="http",

@@ -38,6 +38,7 @@ from txregistry.config.core import (
     check,
     parse_yaml,
 )
+from txregistry.config.health import HealthConfig
 from txregistry.config.http import HTTPConfig
 from txregistry.config.log import LogConfig
 from txregistry.config.middleware import MiddlewareConfig
@@ -100,6 +101,7 @@ class Config:
     auth: AuthConfig | None = None
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     redis: RedisConfig | None = None
+    health: HealthConfig = field(default_factory=HealthConfig)
     warnings: tuple[str, ...] = ()
 
 

@@ -60,12 +60,20 @@ class OperationStats:
 
 @dataclass
 class DriverMetrics:
-    """Per-operation counts of one driver, for the metrics endpoint to come."""
+    """
+    Per-operation counts of one driver.
+
+    @ivar observe: also told every call's operation and seconds, when set
+        (the Prometheus histogram, see L{txregistry.debug.metrics}).
+    """
 
     operations: dict[str, OperationStats] = field(default_factory=dict)
+    observe: Callable[[str, float], None] | None = None
 
     def record(self, operation: str, seconds: float, failed: bool) -> None:
         """Add one finished call of C{operation}."""
+        if self.observe is not None:
+            self.observe(operation, seconds)
         stats = self.operations.setdefault(operation, OperationStats())
         stats.calls += 1
         stats.seconds += seconds
@@ -201,7 +209,7 @@ class ValidatingDriver:
 
     def stat(self, path: str) -> Deferred[FileInfo]:
         """See L{IStorageDriver.stat}."""
-        return self._call("stat", lambda: _checked(path, self.driver.stat))
+        return self._call("stat", lambda: _checked(path, self.driver.stat, root=True))
 
     def list(self, path: str) -> Deferred[list[str]]:
         """See L{IStorageDriver.list}."""

@@ -154,15 +154,17 @@ class S3Driver:
         from botocore.exceptions import ClientError
 
         def stat() -> FileInfo:
-            try:
-                head = self.client.head_object(Bucket=self._bucket, Key=self.key(path))
-            except ClientError as error:
-                if not is_missing(error):
-                    raise
-            else:
-                return FileInfo(
-                    path, int(head["ContentLength"]), head["LastModified"].timestamp(), False
-                )
+            # The root is no object (its key may be empty): only a prefix.
+            if path != "/":
+                try:
+                    head = self.client.head_object(Bucket=self._bucket, Key=self.key(path))
+                except ClientError as error:
+                    if not is_missing(error):
+                        raise
+                else:
+                    return FileInfo(
+                        path, int(head["ContentLength"]), head["LastModified"].timestamp(), False
+                    )
             listed = self.client.list_objects_v2(
                 Bucket=self._bucket, Prefix=self._prefix(path), MaxKeys=1
             )

@@ -120,6 +120,16 @@ class CollectionOptions:
 
 
 @dataclass
+class CollectionTotals:
+    """What the scheduled collections of this process did, for the metrics."""
+
+    runs: int = 0
+    failures: int = 0
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+
+
+@dataclass
 class CollectionResult:
     """What a collection found and did (or, dry, would do)."""
 
@@ -606,11 +616,13 @@ def scheduled_collection(
     options: CollectionOptions,
     reactor: Any,
     cache: ICache | None = None,
+    totals: CollectionTotals | None = None,
 ) -> Callable[[], Awaitable[str]]:
     """
     The job of C{storage.gc}: one collection, taking turns with the other
     processes sharing the storage; says what it did.  When it deleted
-    anything, C{cache} is emptied (L{forget_collected}).
+    anything, C{cache} is emptied (L{forget_collected}).  C{totals} adds up
+    the collections this process made (not the ones it skipped).
 
     @raise CollectionError: when a collection fails (not when another
         process collects now).
@@ -622,6 +634,16 @@ def scheduled_collection(
             result = await GarbageCollector(driver, options, lease).collect()
         except LeaseHeld as error:
             return f"skipped: {error}"
+        except Exception:
+            if totals is not None:
+                totals.runs += 1
+                totals.failures += 1
+            raise
+        if totals is not None:
+            totals.runs += 1
+            if not options.dry_run:
+                totals.blobs_deleted += len(result.blobs_deleted)
+                totals.bytes_freed += result.bytes_freed
         warnings = [*result.warnings, *await forget_collected(result, options, cache)]
         for warning in warnings:
             _log.warn("garbage collection: {warning}", warning=warning)

@@ -11,7 +11,7 @@ from txregistry.interfaces import ICache, IStorageDriver
 from txregistry.registry import catalog
 from txregistry.registry.blobs import BlobStore, LinkedBlobStore
 from txregistry.registry.manifests import ManifestStore, ParsedManifests, TagStore, URLPolicy
-from txregistry.registry.uploads import HashStates, Uploads
+from txregistry.registry.uploads import HashStates, Uploads, UploadTotals
 
 
 class Repository:
@@ -20,7 +20,9 @@ class Repository:
     def __init__(self, registry: Registry, name: str) -> None:
         self.name = name
         self.blobs = LinkedBlobStore(registry.blobs, name, registry.descriptor_cache)
-        self.uploads = Uploads(registry.driver, self.blobs, registry.hash_states)
+        self.uploads = Uploads(
+            registry.driver, self.blobs, registry.hash_states, registry.upload_totals
+        )
         self.manifests = ManifestStore(
             registry.driver,
             name,
@@ -54,6 +56,7 @@ class Registry:
         self.driver = driver
         self.blobs = BlobStore(driver)
         self.hash_states = HashStates()
+        self.upload_totals = UploadTotals()
         self.parsed_manifests = ParsedManifests()
         self.delete_enabled = delete_enabled
         self.readonly = readonly

@@ -89,6 +89,13 @@ class HashStates:
 
 
 @dataclass
+class UploadTotals:
+    """What every upload of a registry received, for the metrics."""
+
+    bytes_received: int = 0
+
+
+@dataclass
 class UploadAppender:
     """
     Appends bytes to an upload, hashing them, with one driver write in
@@ -106,6 +113,7 @@ class UploadAppender:
     hasher: Any
     on_progress: Callable[[], None] = lambda: None
     release: Callable[[], None] = lambda: None
+    totals: UploadTotals | None = None  # counts the bytes taken, for the metrics
     buffered: int = 0
     _pending: list[bytes] = field(default_factory=list)
     _in_flight: Deferred[Any] | None = None
@@ -126,6 +134,8 @@ class UploadAppender:
             return
         self._pending.append(data)
         self.buffered += len(data)
+        if self.totals is not None:
+            self.totals.bytes_received += len(data)
         self._next_batch()
 
     def _next_batch(self) -> None:
@@ -247,7 +257,11 @@ class UploadSession:
             hash_states.unlock(self.upload_id)
             raise
         return UploadAppender(
-            self, writer, hasher, release=lambda: hash_states.unlock(self.upload_id)
+            self,
+            writer,
+            hasher,
+            release=lambda: hash_states.unlock(self.upload_id),
+            totals=self.uploads.totals,
         )
 
     async def _hash_stored(self, algorithm: str) -> Any:
@@ -329,11 +343,16 @@ class Uploads:
     """The uploads of one repository."""
 
     def __init__(
-        self, driver: IStorageDriver, linked: LinkedBlobStore, hash_states: HashStates
+        self,
+        driver: IStorageDriver,
+        linked: LinkedBlobStore,
+        hash_states: HashStates,
+        totals: UploadTotals | None = None,
     ) -> None:
         self.driver = driver
         self.linked = linked
         self.hash_states = hash_states
+        self.totals = UploadTotals() if totals is None else totals
         self.repository = linked.repository
 
     async def start(self) -> UploadSession:

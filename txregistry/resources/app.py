@@ -21,11 +21,13 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.auth.access import required_access
 from txregistry.config import Config
+from txregistry.debug.metrics import HTTPMetrics
 from txregistry.digest import Digest
 from txregistry.drivers.errors import StorageUnavailableError
 from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
 from txregistry.events.event import RequestRecord
 from txregistry.events.notifier import Notifications
+from txregistry.health import HealthChecks
 from txregistry.interfaces import (
     Access,
     AuthRequest,
@@ -188,6 +190,16 @@ class RegistryApp:
         self._idle_waiters: list[Deferred[None]] = []
         # Set by the service when the notifications section has endpoints.
         self.notifications: Notifications | None = None
+        # Set by the service when the health section enables a check.
+        self.health: HealthChecks | None = None
+        # Set by the service when http.debug.prometheus is enabled.
+        self.metrics: HTTPMetrics | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Whether every health check passes (or none is configured)."""
+        health = self.health
+        return health is None or health.healthy
 
     def _context(self, request: Request, head: RequestHead) -> RequestContext:
         if head.path is None:
@@ -236,8 +248,8 @@ class RegistryApp:
     def body_router(self, request: Request, method: bytes, uri: bytes) -> UploadBody | None:
         """See L{txregistry.resources.streaming.BodyRouter}."""
         head = RequestHead.parse(method, uri, request.requestHeaders, self.config.http.prefix)
-        if head.path is None:
-            return None
+        if head.path is None or not self.healthy:
+            return None  # refused, if at all, when the request is rendered
         try:
             context = self._context(request, head)
         except RegistryError:
@@ -276,11 +288,16 @@ class RegistryApp:
 
     async def dispatch(self, request: Request) -> Response:
         """Answer one request (its body is in)."""
+        if not self.healthy:
+            # As Distribution's health.Handler: every path, before routing.
+            raise UNAVAILABLE("health check failed: please see /debug/health")
         head = RequestHead.parse(
             request.method, request.uri, request.requestHeaders, self.config.http.prefix
         )
         context = self._context(request, head)
         handler = self._handlers[(context.match.route.name, head.method)]
+        if self.metrics is not None:
+            self._measure(request, context.match.route.name, self.metrics)
         try:
             await self.authorize(context)
             return await handler(context)
@@ -290,6 +307,23 @@ class RegistryApp:
                 # A handler may refuse the request before it asks for the
                 # body's outcome; that outcome is then the same refusal.
                 body.result().addErrback(lambda failure: None)
+
+    def _measure(self, request: Request, route: str, metrics: HTTPMetrics) -> None:
+        """Count the request in C{metrics} once it is answered, or its client left."""
+        began = metrics.started(route)
+
+        def finished(_: object) -> None:
+            length = request.requestHeaders.getRawHeaders(b"content-length")
+            metrics.finished(
+                route,
+                request.method,
+                request.code,
+                began,
+                int(length[0]) if length and length[0].isdigit() else 0,
+                request.sentLength,
+            )
+
+        request.notifyFinish().addBoth(finished)
 
     def render(self, request: Request) -> int:
         """Dispatch, then write the response; the client may leave meanwhile."""

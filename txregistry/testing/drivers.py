@@ -785,11 +785,17 @@ class DriverTestsMixin(_Base):
         self.assertEqual(await self.driver.list(TREE), [TREE + "/legal"])
 
     async def test_root_only_where_allowed(self) -> None:
-        """The root is refused by every operation but list, walk and delete."""
+        """
+        The root is refused by every operation but stat, list, walk and
+        delete; stat describes it as a directory (Distribution's storage
+        health check stats it).
+        """
         self.tree()
         await self.driver.put_content(TREE + "/legal", b"x")
+        root = await self.driver.stat("/")
+        self.assertEqual((root.path, root.is_dir, root.size), ("/", True, 0))
         operations = self._operations("/")
-        for operation in ("list", "walk", "delete", "list_files"):
+        for operation in ("stat", "list", "walk", "delete", "list_files"):
             del operations[operation]
         for operation, call in operations.items():
             try:

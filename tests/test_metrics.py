@@ -1,0 +1,205 @@
+"""
+The debug server's resource tree and the Prometheus metrics, in memory:
+what each metric counts, under which labels, and what the debug listener
+answers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.test.requesthelper import DummyRequest
+
+from txregistry.cache.inmemory import InMemoryCache
+from txregistry.debug import (
+    CacheCollector,
+    DebugRoot,
+    HTTPMetrics,
+    MetricsResource,
+    NotificationsCollector,
+    RegistryMetrics,
+    TotalsCollector,
+)
+from txregistry.digest import Digest
+from txregistry.drivers.base import ValidatingDriver
+from txregistry.drivers.inmemory import InMemoryDriver
+from txregistry.events.delivery import EndpointCounters
+from txregistry.registry.gc import CollectionTotals
+
+
+def render(root: Resource, path: bytes) -> DummyRequest:
+    """Render C{path} below C{root} as Twisted's site would find it."""
+    request = DummyRequest(path.strip(b"/").split(b"/") if path != b"/" else [b""])
+    resource: Resource = root
+    while request.postpath and not resource.isLeaf:
+        resource = resource.getChildWithDefault(request.postpath.pop(0), request)
+    body = resource.render(request)
+    if isinstance(body, bytes):
+        request.write(body)
+    return request
+
+
+class Page(Resource):
+    """A page that says C{b"page"}."""
+
+    isLeaf = True
+
+    def render_GET(self, request: DummyRequest) -> bytes:
+        return b"page"
+
+
+class DebugRootTests(SynchronousTestCase):
+    """L{DebugRoot}: only what is mounted is there."""
+
+    def test_unknown_paths_404(self) -> None:
+        """The root, an unknown path and an unknown folder's child are 404s."""
+        root = DebugRoot()
+        root.mount("/debug/health", Page())
+        for path in (b"/", b"/nothing", b"/debug", b"/debug/other"):
+            self.assertEqual(render(root, path).responseCode, 404, path)
+
+    def test_mounted(self) -> None:
+        """A mounted page answers at its path, nested or not."""
+        root = DebugRoot()
+        root.mount("/debug/health", Page())
+        root.mount("/metrics", Page())
+        self.assertEqual(b"".join(render(root, b"/debug/health").written), b"page")
+        self.assertEqual(b"".join(render(root, b"/metrics").written), b"page")
+
+    def test_mount_refused(self) -> None:
+        """A relative, empty or taken path is refused."""
+        root = DebugRoot()
+        root.mount("/metrics", Page())
+        for path in ("metrics", "/", "/a//b", "/metrics", "/metrics/x"):
+            self.assertRaises(ValueError, root.mount, path, Page())
+
+    def test_metrics_resource(self) -> None:
+        """The metrics are served in Prometheus's text format."""
+        metrics = RegistryMetrics()
+        root = DebugRoot()
+        root.mount("/metrics", MetricsResource(metrics.registry))
+        request = render(root, b"/metrics")
+        self.assertEqual(
+            request.responseHeaders.getRawHeaders(b"content-type"),
+            [b"text/plain; version=0.0.4; charset=utf-8"],
+        )
+        text = b"".join(request.written).decode()
+        self.assertIn("# TYPE registry_http_requests_total counter", text)
+        self.assertIn("process_cpu_seconds_total", text)
+
+
+class HTTPMetricsTests(SynchronousTestCase):
+    """L{HTTPMetrics}: Distribution's names, labels and handler names."""
+
+    def test_request_counted(self) -> None:
+        """A finished request is counted under its handler, code and method."""
+        registry = CollectorRegistry()
+        metrics = HTTPMetrics(registry)
+        for _ in range(3):
+            began = metrics.started("upload_chunk")
+            self.assertEqual(
+                registry.get_sample_value(
+                    "registry_http_in_flight_requests", {"handler": "blob_upload_chunk"}
+                ),
+                1.0,
+            )
+            metrics.finished("upload_chunk", b"PATCH", 202, began, 2048, 0)
+        labels = {"handler": "blob_upload_chunk", "code": "202", "method": "PATCH"}
+        self.assertEqual(registry.get_sample_value("registry_http_requests_total", labels), 3)
+        self.assertEqual(
+            registry.get_sample_value(
+                "registry_http_request_duration_seconds_count",
+                {"handler": "blob_upload_chunk", "method": "PATCH"},
+            ),
+            3,
+        )
+        self.assertEqual(
+            registry.get_sample_value(
+                "registry_http_request_size_bytes_sum", {"handler": "blob_upload_chunk"}
+            ),
+            3 * 2048,
+        )
+        self.assertEqual(
+            registry.get_sample_value(
+                "registry_http_in_flight_requests", {"handler": "blob_upload_chunk"}
+            ),
+            0,
+        )
+
+
+class CollectorTests(SynchronousTestCase):
+    """The collectors read what is counted elsewhere, at scrape time."""
+
+    def test_storage_actions(self) -> None:
+        """Driver operations are timed under Distribution's action names."""
+        metrics = RegistryMetrics()
+        driver = ValidatingDriver(InMemoryDriver())
+        driver.metrics.observe = metrics.storage.observer("inmemory")
+        driver.put_content("/a", b"x")
+        driver.get_content("/a")
+        driver.get_content("/a")
+        self.failureResultOf(driver.stat("/missing"))
+        value = metrics.registry.get_sample_value
+        count = "registry_storage_action_seconds_count"
+        self.assertEqual(value(count, {"driver": "inmemory", "action": "GetContent"}), 2)
+        self.assertEqual(value(count, {"driver": "inmemory", "action": "PutContent"}), 1)
+        self.assertEqual(value(count, {"driver": "inmemory", "action": "Stat"}), 1)
+
+    def test_cache(self) -> None:
+        """Hits and misses of the in-memory cache, as Distribution's cache counter."""
+        registry = CollectorRegistry()
+        cache = InMemoryCache()
+        registry.register(CacheCollector(cache))
+        digest = Digest.parse("sha256:" + "a" * 64)
+        cache.get("r", "blob", digest)
+        cache.set("r", "blob", digest, 3)
+        cache.get("r", "blob", digest)
+        cache.get("r", "blob", digest)
+        value = registry.get_sample_value
+        self.assertEqual(value("registry_storage_cache_total", {"type": "Request"}), 3)
+        self.assertEqual(value("registry_storage_cache_total", {"type": "Hit"}), 2)
+        self.assertEqual(value("registry_storage_cache_total", {"type": "Miss"}), 1)
+        self.assertIsNone(value("txregistry_redis_trusted"))
+
+    def test_notifications(self) -> None:
+        """Each endpoint's counters, by endpoint."""
+        registry = CollectorRegistry()
+        counters = {"hook": EndpointCounters(pending=2, delivered=5, failed=1, ignored=3)}
+        registry.register(NotificationsCollector(lambda: counters))
+        value = registry.get_sample_value
+        labels = {"endpoint": "hook"}
+        self.assertEqual(value("txregistry_notifications_pending", labels), 2)
+        self.assertEqual(value("txregistry_notifications_delivered_total", labels), 5)
+        self.assertEqual(value("txregistry_notifications_failed_total", labels), 1)
+        self.assertEqual(value("txregistry_notifications_ignored_total", labels), 3)
+        counters["hook"].delivered += 1
+        self.assertEqual(value("txregistry_notifications_delivered_total", labels), 6)
+
+    def test_totals(self) -> None:
+        """Plain attributes become counters, read when scraped."""
+        registry = CollectorRegistry()
+        totals = CollectionTotals()
+        registry.register(TotalsCollector(totals, [("txregistry_gc_runs", "Runs.", "runs")]))
+        totals.runs += 2
+        self.assertEqual(registry.get_sample_value("txregistry_gc_runs_total"), 2)
+
+
+class DebugServiceTests(SynchronousTestCase):
+    """The debug listener as the service builds it."""
+
+    def test_metrics_path_taken_by_health(self) -> None:
+        """A prometheus path that is /debug/health's is a mistake naming the key."""
+        from txregistry.config import ConfigError, load_config
+        from txregistry.drivers.plugins import driver_factories
+        from txregistry.service import build_service
+
+        config = load_config(
+            "version: 0.1\nstorage: {inmemory: {}}\n"
+            "http: {secret: s, addr: '127.0.0.1:0', debug: {addr: '127.0.0.1:0', "
+            "prometheus: {enabled: true, path: /debug/health}}}\n",
+            environ={},
+            known_drivers=driver_factories(),
+        )
+        error = self.assertRaises(ConfigError, build_service, config)
+        self.assertEqual(error.key, "http.debug.prometheus.path")
