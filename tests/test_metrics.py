@@ -6,11 +6,16 @@ answers.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-from twisted.trial.unittest import SynchronousTestCase
+import os
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
+from support import temporary_directory
 from txregistry.cache.inmemory import InMemoryCache
 from txregistry.debug import (
     CacheCollector,
@@ -21,6 +26,7 @@ from txregistry.debug import (
     RegistryMetrics,
     TotalsCollector,
 )
+from txregistry.debug.workers import SummedMetricsResource, sum_expositions
 from txregistry.digest import Digest
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.inmemory import InMemoryDriver
@@ -203,3 +209,56 @@ class DebugServiceTests(SynchronousTestCase):
         )
         error = self.assertRaises(ConfigError, build_service, config)
         self.assertEqual(error.key, "http.debug.prometheus.path")
+
+
+class SummedMetricsTests(TestCase):
+    """The metrics of several processes, added up (txregistry.debug.workers)."""
+
+    def test_sum_expositions(self) -> None:
+        """Counters, histograms and gauges are added; start times keep the earliest."""
+        one = (
+            "# HELP requests_total Requests.\n# TYPE requests_total counter\n"
+            'requests_total{code="200"} 3.0\nrequests_created{code="200"} 1.7e9\n'
+            "# HELP duration Seconds.\n# TYPE duration histogram\n"
+            'duration_bucket{le="1.0"} 2.0\nduration_bucket{le="+Inf"} 3.0\n'
+            "duration_count 3.0\nduration_sum 1.5\n"
+            "# HELP process_start_time_seconds Start.\n# TYPE process_start_time_seconds gauge\n"
+            "process_start_time_seconds 100.0\n"
+        )
+        two = (
+            "# HELP requests_total Requests.\n# TYPE requests_total counter\n"
+            'requests_total{code="200"} 4.0\nrequests_total{code="404"} 1.0\n'
+            "# HELP duration Seconds.\n# TYPE duration histogram\n"
+            'duration_bucket{le="1.0"} 1.0\nduration_bucket{le="+Inf"} 1.0\n'
+            "duration_count 1.0\nduration_sum 0.5\n"
+            "# HELP process_start_time_seconds Start.\n# TYPE process_start_time_seconds gauge\n"
+            "process_start_time_seconds 50.0\n"
+        )
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(sum_expositions([one, two]).decode())
+            for sample in family.samples
+        }
+        self.assertEqual(samples[("requests_total", (("code", "200"),))], 7.0)
+        self.assertEqual(samples[("requests_total", (("code", "404"),))], 1.0)
+        self.assertEqual(samples[("duration_bucket", (("le", "1.0"),))], 3.0)
+        self.assertEqual(samples[("duration_count", ())], 4.0)
+        self.assertEqual(samples[("duration_sum", ())], 2.0)
+        self.assertEqual(samples[("process_start_time_seconds", ())], 50.0)
+        self.assertFalse(any(name.endswith("_created") for name, _ in samples))
+
+    async def test_worker_not_answering_left_out(self) -> None:
+        """A worker's socket nobody listens on (one restarting) is left out of the scrape."""
+        folder = temporary_directory(self)
+        socket = os.path.join(folder, "worker-1.sock")
+        with open(socket, "w"):
+            pass  # a leftover file, no listener
+        registry = CollectorRegistry()
+        Counter("alone", "Requests.", registry=registry).inc(2)
+        resource = SummedMetricsResource(registry, folder)
+        request = DummyRequest([b""])
+        finished = request.notifyFinish()
+        self.assertEqual(resource.render_GET(request), NOT_DONE_YET)
+        await finished
+        text = b"".join(request.written).decode()
+        self.assertIn("alone_total 2.0", text)

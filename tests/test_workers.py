@@ -7,17 +7,21 @@ when one dies, and stop with the first process.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from txregistry.config import ConfigError
+from txregistry.debug.workers import METRICS_FOLDER_VARIABLE
 from txregistry.testing.client import request
-from txregistry.testing.process import RegistryProcess, base_config
+from txregistry.testing.process import RegistryProcess, base_config, free_port
 from txregistry.testing.redisserver import RedisServerProcess
 from txregistry.workers import TCPAddress, worker_command
 
@@ -169,3 +173,65 @@ def test_delete_seen_by_every_worker_with_redis(tmp_path: Path) -> None:
             assert statuses == [404] * 30
         finally:
             process.stop()
+
+
+def _base_requests(text: str) -> float:
+    """C{GET /v2/} answered 200, in a metrics page."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "registry_http_requests_total"
+        and sample.labels == {"handler": "base", "method": "GET", "code": "200"}
+    )
+
+
+def _worker_metrics(socket_path: str) -> str:
+    """A worker's own metrics, read on its socket."""
+    connection = http.client.HTTPConnection("worker", timeout=5)
+    connection.sock = socket.socket(socket.AF_UNIX)
+    connection.sock.connect(socket_path)
+    try:
+        connection.request("GET", "/metrics")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
+def test_metrics_summed_over_workers(tmp_path: Path) -> None:
+    """
+    The one debug address reports the requests of every process: each
+    worker serves its metrics on a socket in the supervisor's folder, and
+    the supervisor adds them to its own.
+    """
+    debug_addr = f"127.0.0.1:{free_port()}"
+    config = base_config(tmp_path / "data")
+    config["http"]["debug"] = {"addr": debug_addr, "prometheus": {"enabled": True}}
+    process = RegistryProcess(tmp_path, config, args=["--workers", "3"])
+    process.start()
+    try:
+        assert process.process is not None
+        _wait_for(lambda: len(_children(process.process.pid)) == 2)  # type: ignore[union-attr]
+        children = _children(process.process.pid)
+        environment = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
+        folder = next(
+            entry.split(b"=", 1)[1].decode()
+            for entry in environment
+            if entry.startswith(METRICS_FOLDER_VARIABLE.encode() + b"=")
+        )
+        _wait_for(lambda: len(list(Path(folder).glob("worker-*.sock"))) == 2)
+        sockets = sorted(str(path) for path in Path(folder).glob("worker-*.sock"))
+
+        def summed() -> float:
+            return _base_requests(request("GET", f"http://{debug_addr}/metrics").body.decode())
+
+        before = summed()
+        workers_before = [_base_requests(_worker_metrics(path)) for path in sockets]
+        for _ in range(60):
+            assert request("GET", f"{process.url}/v2/").status == 200
+        assert summed() - before == 60
+        workers_after = [_base_requests(_worker_metrics(path)) for path in sockets]
+        # New connections spread over the processes: the workers took some.
+        assert sum(workers_after) > sum(workers_before)
+    finally:
+        process.stop()

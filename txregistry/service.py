@@ -7,10 +7,13 @@ the configuration to the plugins, the registry and the site, and listens
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +21,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
     IReactorProcess,
     IReactorSocket,
@@ -26,6 +29,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.web.resource import Resource
 
 from txregistry.auth.plugins import access_controller_factories
 from txregistry.cache.plugins import build_cache
@@ -41,6 +45,11 @@ from txregistry.debug import (
     RegistryMetrics,
     TotalsCollector,
 )
+from txregistry.debug.workers import (
+    METRICS_FOLDER_VARIABLE,
+    SummedMetricsResource,
+    worker_socket,
+)
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.events.notifier import Notifications
 from txregistry.health import HealthChecks, HealthResource, build_health_checks
@@ -55,6 +64,7 @@ from txregistry.resources.site import RegistrySite, make_site
 from txregistry.scheduled import ScheduledJob
 from txregistry.tls import TLSServerEndpoint, tls_options
 from txregistry.workers import (
+    WORKER_VARIABLE,
     ReusePortEndpoint,
     TCPAddress,
     WorkerSupervisor,
@@ -246,22 +256,40 @@ def _jitter(interval: float) -> float:
 
 
 def debug_service(
-    debug: DebugConfig, metrics: RegistryMetrics | None
+    debug: DebugConfig, metrics: RegistryMetrics | None, workers_folder: str | None = None
 ) -> tuple[IService, DebugRoot]:
     """
-    The debug server of C{http.debug}, serving C{metrics} if given, and its
-    root, on which other pages may be mounted before it starts.
+    The debug server of C{http.debug}, serving C{metrics} if given (summed
+    with those of the workers whose sockets are in C{workers_folder}, if
+    given), and its root, on which other pages may be mounted before it
+    starts.
 
     @raise ConfigError: for an address Twisted cannot listen on.
     """
     root = DebugRoot()
     if metrics is not None:
-        root.mount(debug.prometheus_path, MetricsResource(metrics.registry))
+        page: Resource = (
+            MetricsResource(metrics.registry)
+            if workers_folder is None
+            else SummedMetricsResource(metrics.registry, workers_folder)
+        )
+        root.mount(debug.prometheus_path, page)
     try:
         endpoint = serverFromString(reactor, debug.endpoint)
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError("http.debug.addr", f"{debug.addr!r}: {error}") from None
     return StreamServerEndpointService(endpoint, DebugSite(root)), root
+
+
+def worker_metrics_service(folder: str, metrics: RegistryMetrics) -> IService:
+    """A worker's metrics, on its socket in C{folder} (see L{txregistry.debug.workers})."""
+    path = worker_socket(folder, os.environ[WORKER_VARIABLE])
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # left by the worker this one replaces
+    root = DebugRoot()
+    root.mount("/metrics", MetricsResource(metrics.registry))
+    endpoint = UNIXServerEndpoint(reactor, path, mode=0o600, wantPID=False)
+    return StreamServerEndpointService(endpoint, DebugSite(root))
 
 
 def registry_metrics(
@@ -356,13 +384,25 @@ def build_service(
     )
     debug = config.http.debug
     parent: IService = service
+    metrics = None
+    if debug is not None and debug.prometheus_enabled:
+        metrics = registry_metrics(driver, registry, site, notifications, gc_totals)
+    # Under --workers, the workers serve their metrics on sockets in a folder
+    # of the supervisor's, which sums them with its own on the debug address.
+    workers_folder = os.environ.get(METRICS_FOLDER_VARIABLE) if is_worker() else None
+    if metrics is not None and workers > 1 and not is_worker():
+        workers_folder = tempfile.mkdtemp(prefix="txregistry-metrics-")
+        reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+            "after", "shutdown", shutil.rmtree, workers_folder, True
+        )
+    if metrics is not None and workers_folder is not None and is_worker():
+        parent = MultiService()
+        service.setServiceParent(parent)
+        worker_metrics_service(workers_folder, metrics).setServiceParent(parent)
     if debug is not None and not is_worker():
-        # Under --workers only this process listens there, and the metrics
-        # are its own (not yet the sum over the workers).
-        metrics = None
-        if debug.prometheus_enabled:
-            metrics = registry_metrics(driver, registry, site, notifications, gc_totals)
-        debugging, debug_root = debug_service(debug, metrics)
+        debugging, debug_root = debug_service(
+            debug, metrics, workers_folder if workers > 1 else None
+        )
         try:
             # As Distribution's: {} while no check is configured.
             debug_root.mount(
@@ -377,6 +417,8 @@ def build_service(
         return parent
     # The workers must sign and check upload state with the same secret.
     environment = {**os.environ, "REGISTRY_HTTP_SECRET": secret}
+    if workers_folder is not None:
+        environment[METRICS_FOLDER_VARIABLE] = workers_folder
     supervisor = WorkerSupervisor(
         IReactorProcess(reactor),
         IReactorTime(reactor),
