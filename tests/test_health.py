@@ -43,6 +43,7 @@ from txregistry.health import (
 )
 from txregistry.testing.client import request
 from txregistry.testing.process import free_port
+from txregistry.testing.s3server import S3ServerProcess
 
 
 class ThresholdStatusTests(SynchronousTestCase):
@@ -415,4 +416,41 @@ def test_storage_root_breaks(start_registry_with: Any) -> None:
     response = _wait_for(server.resolve(""), 200, 5)
     assert response.status == 200, response.body
     assert server.request("GET", "_catalog").json() == {"repositories": ["health/test"]}
+    assert request("GET", health_url, timeout=5).json() == {}
+
+
+def test_s3_server_stops(start_registry_with: Any, s3_server: S3ServerProcess) -> None:
+    """
+    On S3, the server not answering (paused) turns the API and
+    C{/debug/health} to 503 within interval x threshold (plus the driver's
+    read timeout); resumed, both answer again.
+    """
+    bucket = "health-check"
+    s3_server.create_bucket(bucket)
+    debug_addr = f"127.0.0.1:{free_port()}"
+    storage = {
+        **s3_server.storage_parameters(
+            bucket, "/health", connecttimeout=1, readtimeout=1, maxretries=0
+        ),
+        "delete": {"enabled": True},
+    }
+    server = start_registry_with(
+        {
+            "storage": storage,
+            "health": {"storagedriver": {"enabled": True, "interval": "200ms", "threshold": 2}},
+        },
+        debug={"addr": debug_addr},
+    )
+    health_url = f"http://{debug_addr}/debug/health"
+    assert server.request("GET", "").status == 200
+    s3_server.pause()
+    try:
+        response = _wait_for(server.resolve(""), 503, 10)
+        assert response.status == 503, response.body
+        assert response.json()["errors"][0]["code"] == "UNAVAILABLE"
+        failing = request("GET", health_url, timeout=5)
+        assert (failing.status, list(failing.json())) == (503, ["storagedriver_s3"])
+    finally:
+        s3_server.resume()
+    assert _wait_for(server.resolve(""), 200, 10).status == 200
     assert request("GET", health_url, timeout=5).json() == {}

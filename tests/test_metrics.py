@@ -7,6 +7,7 @@ answers.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +33,7 @@ from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.inmemory import InMemoryDriver
 from txregistry.events.delivery import EndpointCounters
 from txregistry.registry.gc import CollectionTotals
+from txregistry.testing.client import request
 
 
 def render(root: Resource, path: bytes) -> DummyRequest:
@@ -262,3 +264,34 @@ class SummedMetricsTests(TestCase):
         await finished
         text = b"".join(request.written).decode()
         self.assertIn("alone_total 2.0", text)
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of the unlabelled sample C{name} in a metrics page."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def test_upload_bytes_counted(start_registry_with: Any) -> None:
+    """
+    Over HTTP: the bytes of a chunked upload are counted as they arrive.
+    """
+    from txregistry.testing.process import free_port
+
+    debug_addr = f"127.0.0.1:{free_port()}"
+    server = start_registry_with(
+        {},
+        debug={"addr": debug_addr, "prometheus": {"enabled": True}},
+    )
+    metrics_url = f"http://{debug_addr}/metrics"
+    before = _sample(request("GET", metrics_url).body.decode(), "txregistry_upload_bytes_total")
+    location = server.start_upload("metrics/app").header("Location") or ""
+    data = os.urandom(70_001)
+    patched = server.request("PATCH", location, data)
+    assert patched.status == 202, patched.body
+    after = _sample(request("GET", metrics_url).body.decode(), "txregistry_upload_bytes_total")
+    assert after - before == len(data)
