@@ -266,8 +266,19 @@ class RegistryApp:
 
     # -- answering -----------------------------------------------------------
 
-    def _request_done(self, _: object) -> None:
+    def _request_done(self, _: object, request: Request) -> None:
         self.in_flight -= 1
+        measured: tuple[str, float] | None = getattr(request, "txregistry_measured", None)
+        if measured is not None and self.metrics is not None:
+            length = request.requestHeaders.getRawHeaders(b"content-length")
+            self.metrics.finished(
+                measured[0],
+                request.method,
+                request.code,
+                measured[1],
+                int(length[0]) if length and length[0].isdigit() else 0,
+                request.sentLength,
+            )
         if self.in_flight == 0:
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
@@ -297,7 +308,11 @@ class RegistryApp:
         context = self._context(request, head)
         handler = self._handlers[(context.match.route.name, head.method)]
         if self.metrics is not None:
-            self._measure(request, context.match.route.name, self.metrics)
+            # Counted in _request_done, once answered (or the client left).
+            request.txregistry_measured = (  # type: ignore[attr-defined]
+                context.match.route.name,
+                self.metrics.started(context.match.route.name),
+            )
         try:
             await self.authorize(context)
             return await handler(context)
@@ -307,23 +322,6 @@ class RegistryApp:
                 # A handler may refuse the request before it asks for the
                 # body's outcome; that outcome is then the same refusal.
                 body.result().addErrback(lambda failure: None)
-
-    def _measure(self, request: Request, route: str, metrics: HTTPMetrics) -> None:
-        """Count the request in C{metrics} once it is answered, or its client left."""
-        began = metrics.started(route)
-
-        def finished(_: object) -> None:
-            length = request.requestHeaders.getRawHeaders(b"content-length")
-            metrics.finished(
-                route,
-                request.method,
-                request.code,
-                began,
-                int(length[0]) if length and length[0].isdigit() else 0,
-                request.sentLength,
-            )
-
-        request.notifyFinish().addBoth(finished)
 
     def render(self, request: Request) -> int:
         """Dispatch, then write the response; the client may leave meanwhile."""
@@ -338,7 +336,7 @@ class RegistryApp:
             gone.append(failure)
             work.cancel()
 
-        request.notifyFinish().addErrback(client_gone).addBoth(self._request_done)
+        request.notifyFinish().addErrback(client_gone).addBoth(self._request_done, request)
 
         async def respond() -> None:
             try:
