@@ -127,12 +127,26 @@ class PeriodicCheckTests(SynchronousTestCase):
         running: Deferred[object] = Deferred()
         self.outcomes.next.append(running)
         self.checks.start()
-        self.clock.advance(1)
+        self.clock.advance(0.15)  # less than an interval
         self.assertEqual(self.outcomes.runs, 1)
         self.checks.stop()
         self.assertTrue(running.called)
         self.assertTrue(self.checks.healthy)
         self.assertEqual(self.check.status.failures, 0)
+
+    def test_hung_run_fails(self) -> None:
+        """A run still going after an interval (a hung disk) counts as a failure."""
+        self.outcomes.next.extend([Deferred(), Deferred()])
+        self.checks.start()
+        self.clock.advance(0.2)  # the first times out
+        self.assertEqual((self.outcomes.runs, self.check.status.failures), (1, 1))
+        self.clock.advance(0.2)  # the second starts, and hangs too
+        self.assertEqual(self.outcomes.runs, 2)
+        self.assertTrue(self.checks.healthy)  # the threshold is 2
+        self.clock.advance(0.2)
+        self.assertFalse(self.checks.healthy)
+        self.assertIn("storagedriver_x", self.checks.status())
+        self.checks.stop()
 
     def test_several(self) -> None:
         """Unhealthy while any check fails; the status names only the failing ones."""

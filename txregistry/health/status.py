@@ -48,7 +48,8 @@ class ThresholdStatus:
 class PeriodicCheck:
     """
     One named check run every C{interval} seconds on C{clock}, the first
-    time when started.  A run starts only once the one before it finished.
+    time when started.  A run starts only once the one before it finished,
+    and fails when it takes longer than an interval.
     """
 
     def __init__(
@@ -91,6 +92,8 @@ class PeriodicCheck:
 
     def _run(self) -> Deferred[None]:
         self._running = running = self._check()
+        # A run still going after an interval (a hung disk or bucket) fails.
+        running.addTimeout(self.interval, self._loop.clock)
         result: Deferred[None] = running.addCallbacks(self._passed, self._failed)
         return result
 
