@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -315,3 +316,42 @@ class Section:
     schema: Any
     build: Callable[[Any, BuildContext], object] | None = None
     attribute: str | None = None
+
+
+# -- values shared by sections -----------------------------------------------------
+
+
+def http_url(key: str, value: str) -> str:
+    """
+    C{value} if it is an http or https URL with a host (and a valid port).
+
+    @raise ConfigError: naming C{key}, otherwise.
+    """
+    try:
+        parts = urlsplit(value)  # raises for an unclosed [ around an IPv6 address
+        _ = parts.port  # raises for a port that is not a number, or out of range
+    except ValueError:
+        raise ConfigError(key, "must be an http or https URL with a host") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, "must be an http or https URL with a host")
+    return str(value)
+
+
+def header_lists(key: str, value: Mapping[Any, Any] | None) -> dict[str, tuple[str, ...]]:
+    """
+    HTTP headers as Distribution writes them (a name to a list of values,
+    or one value), each name's values as a tuple.
+
+    @raise ConfigError: naming the header's key, for a name that is not a
+        string or values that are not strings.
+    """
+    headers: dict[str, tuple[str, ...]] = {}
+    for name, values in (value or {}).items():
+        if not isinstance(name, str):
+            raise ConfigError(f"{key}.{name}", "keys must be strings")
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(one, str) for one in values):
+            raise ConfigError(f"{key}.{name}", "must be a list of strings")
+        headers[name] = tuple(values)
+    return headers

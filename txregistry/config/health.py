@@ -17,7 +17,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from txregistry.config.core import (
     AnyMapping,
@@ -28,6 +27,8 @@ from txregistry.config.core import (
     Section,
     as_mapping,
     check,
+    header_lists,
+    http_url,
     parse_duration,
 )
 
@@ -144,15 +145,7 @@ def _required(key: str, value: Any, what: str) -> str:
 
 
 def _uri(key: str, value: Any) -> str:
-    uri = _required(key, value, "the URI to check")
-    try:
-        parts = urlsplit(uri)
-        _ = parts.port  # raises for a port that is not a number, or out of range
-    except ValueError:
-        raise ConfigError(key, "must be an http or https URL with a host") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(key, "must be an http or https URL with a host")
-    return uri
+    return http_url(key, _required(key, value, "the URI to check"))
 
 
 def _address(key: str, value: Any) -> tuple[str, str, int]:
@@ -166,19 +159,6 @@ def _address(key: str, value: Any) -> tuple[str, str, int]:
     if not 0 < port < 65536:
         raise ConfigError(key, "the port must be from 1 to 65535")
     return addr, host, port
-
-
-def _headers(key: str, value: Mapping[Any, Any] | None) -> dict[str, tuple[str, ...]]:
-    headers: dict[str, tuple[str, ...]] = {}
-    for name, values in (value or {}).items():
-        if not isinstance(name, str):
-            raise ConfigError(f"{key}.{name}", "keys must be strings")
-        if isinstance(values, str):
-            values = [values]
-        if not isinstance(values, list) or not all(isinstance(one, str) for one in values):
-            raise ConfigError(f"{key}.{name}", "must be a list of strings")
-        headers[name] = tuple(values)
-    return headers
 
 
 def _statuscode(key: str, value: Any) -> int:
@@ -216,7 +196,7 @@ def _http(key: str, entry: Mapping[str, Any]) -> HTTPCheckConfig:
     interval = _duration(f"{key}.interval", entry.get("interval"), DEFAULT_INTERVAL)
     return HTTPCheckConfig(
         uri=_uri(f"{key}.uri", entry.get("uri")),
-        headers=_headers(f"{key}.headers", entry.get("headers")),
+        headers=header_lists(f"{key}.headers", entry.get("headers")),
         statuscode=_statuscode(f"{key}.statuscode", entry.get("statuscode")),
         timeout=_duration(f"{key}.timeout", entry.get("timeout"), interval),
         interval=interval,

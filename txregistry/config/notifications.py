@@ -16,7 +16,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from txregistry.config.core import (
     AnyMapping,
@@ -28,6 +27,8 @@ from txregistry.config.core import (
     StringList,
     as_mapping,
     check,
+    header_lists,
+    http_url,
     parse_duration,
 )
 
@@ -148,27 +149,7 @@ def _name(key: str, value: Any) -> str:
 def _url(key: str, value: Any) -> str:
     if value is None:
         raise ConfigError(key, "missing; the URL events are sent to")
-    try:
-        parts = urlsplit(value)  # raises for an unclosed [ around an IPv6 address
-        _ = parts.port  # raises for a port that is not a number, or out of range
-    except ValueError:
-        raise ConfigError(key, "must be an http or https URL with a host") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(key, "must be an http or https URL with a host")
-    return str(value)
-
-
-def _headers(key: str, value: Mapping[Any, Any] | None) -> dict[str, tuple[str, ...]]:
-    headers: dict[str, tuple[str, ...]] = {}
-    for name, values in (value or {}).items():
-        if not isinstance(name, str):
-            raise ConfigError(f"{key}.{name}", "keys must be strings")
-        if isinstance(values, str):
-            values = [values]
-        if not isinstance(values, list) or not all(isinstance(one, str) for one in values):
-            raise ConfigError(f"{key}.{name}", "must be a list of strings")
-        headers[name] = tuple(values)
-    return headers
+    return http_url(key, value)
 
 
 def _positive_duration(key: str, value: Any, default: float) -> float:
@@ -211,7 +192,7 @@ def _endpoint(key: str, entry: Any, warnings: list[str]) -> EndpointConfig:
         if sink in (None, "webhook") or entry.get("url") is not None
         else "",
         disabled=bool(entry.get("disabled", False)),
-        headers=_headers(f"{key}.headers", entry.get("headers")),
+        headers=header_lists(f"{key}.headers", entry.get("headers")),
         timeout=_positive_duration(f"{key}.timeout", entry.get("timeout"), defaults.timeout),
         threshold=threshold if threshold is not None and threshold > 0 else defaults.threshold,
         backoff=_positive_duration(f"{key}.backoff", entry.get("backoff"), defaults.backoff),
