@@ -8,8 +8,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
 # A well-formed digest of content no test stores.
@@ -38,3 +42,12 @@ def temporary_directory(case: SynchronousTestCase, prefix: str = "txregistry-tes
     directory = tempfile.mkdtemp(prefix=prefix)
     case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
     return directory
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Let the reactor run until C{condition()} holds; fail after C{timeout} seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await deferLater(reactor, 0.01, lambda: None)

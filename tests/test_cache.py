@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from support import temporary_directory
+from support import temporary_directory, wait_until
 from txregistry.cache import LAYER, REVISION
 from txregistry.cache import redis as redis_module
 from txregistry.cache.inmemory import InMemoryCache, NoCache
@@ -33,15 +33,6 @@ from txregistry.testing.redisserver import RedisServerProcess
 ONE = Digest.of(b"one")
 TWO = Digest.of(b"two")
 GIB = 1 << 30
-
-
-async def _until(condition: Any, timeout: float = 10.0) -> None:
-    """Wait until C{condition()} holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        await deferLater(reactor, 0.02, lambda: None)
 
 
 class CacheContract:
@@ -253,7 +244,7 @@ class RedisCacheTests(RedisFixture, CacheContract, TestCase):
     async def ready(self) -> None:
         cache = self.cache
         assert isinstance(cache, RedisCache)
-        await _until(lambda: cache._trusted)
+        await wait_until(lambda: cache._trusted)
 
 
 class RedisTests(RedisFixture, TestCase):
@@ -266,7 +257,7 @@ class RedisTests(RedisFixture, TestCase):
 
     async def connected(self, **overrides: Any) -> RedisCache:
         cache = self.redis_cache(**overrides)
-        await _until(lambda: cache._trusted)
+        await wait_until(lambda: cache._trusted)
         return cache
 
     def messages(self) -> list[str]:
@@ -343,7 +334,7 @@ class RedisTests(RedisFixture, TestCase):
         for cache in (first, second):
             self.assertEqual(await cache.get("app", REVISION, ONE), 5)
             self.assertEqual(await cache.get("app", LAYER, TWO), 6)
-        await _until(lambda: first._near_trusted(time.monotonic()))
+        await wait_until(lambda: first._near_trusted(time.monotonic()))
         self.assertEqual(await first.get("app", REVISION, ONE), 5)
         self.assertEqual(first.near_hits, 1)
         started = time.monotonic()
@@ -363,7 +354,7 @@ class RedisTests(RedisFixture, TestCase):
         cache = await self.connected()
         await cache.set("app", LAYER, ONE, 3)
         self.assertEqual(await cache.get("app", LAYER, ONE), 3)  # from Redis
-        await _until(lambda: cache._near_trusted(time.monotonic()))
+        await wait_until(lambda: cache._near_trusted(time.monotonic()))
         self.assertEqual(await cache.get("app", LAYER, ONE), 3)
         self.assertEqual(cache.near_hits, 1)
         self.redis.command("HDEL", f"blobs::{ONE}", "digest", "length", "mediatype")
@@ -403,7 +394,7 @@ class RedisTests(RedisFixture, TestCase):
         self.assertEqual(len([m for m in self.messages() if "cannot be used" in m]), 1)
         self.assertEqual(cache.outages, 1)
         self.redis.resume()
-        await _until(lambda: cache._trusted)
+        await wait_until(lambda: cache._trusted)
         self.assertEqual(len([m for m in self.messages() if "answers again after" in m]), 1)
         await cache.set("app", LAYER, ONE, 3)
         self.assertEqual(await cache.get("app", LAYER, ONE), 3)
@@ -424,7 +415,7 @@ class RedisTests(RedisFixture, TestCase):
         await cache.forget("app", LAYER, ONE)
         await cache.forget("app", REVISION, TWO)
         self.redis.resume()
-        await _until(lambda: cache._trusted)
+        await wait_until(lambda: cache._trusted)
         self.assertIsNone(await cache.get("app", LAYER, ONE))
         self.assertIsNone(await cache.get("app", REVISION, TWO))
         self.assertIsNone(await other.get("app", LAYER, ONE))
@@ -435,10 +426,10 @@ class RedisTests(RedisFixture, TestCase):
         cache = await self.connected()
         await cache.set("app", LAYER, ONE, 3)
         self.redis.kill()
-        await _until(lambda: cache._connection() is None)
+        await wait_until(lambda: cache._connection() is None)
         self.assertIsNone(await cache.get("app", LAYER, ONE))
         self.redis.restart()
-        await _until(lambda: cache._trusted, timeout=20)
+        await wait_until(lambda: cache._trusted, timeout=20)
         await cache.set("app", LAYER, ONE, 3)
         self.assertEqual(await cache.get("app", LAYER, ONE), 3)
         self.assertEqual(cache.outages, 1)

@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from support import temporary_directory
+from support import temporary_directory, wait_until
 from txregistry.config.notifications import EndpointConfig, IgnoreConfig, NotificationsConfig
 from txregistry.digest import Digest
 from txregistry.errors import RegistryError
@@ -428,14 +428,6 @@ class RecordingSinkFactory:
         return sink
 
 
-async def _until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await deferLater(reactor, 0.01, lambda: None)
-
-
 class DeliveryTests(TestCase):
     """One endpoint's delivery loop."""
 
@@ -462,7 +454,7 @@ class DeliveryTests(TestCase):
         started = time.monotonic()
         for number in range(30):
             await self.outbox.append(event(number), durable=True)
-        await _until(lambda: sum(map(len, sink.batches)) == 30)
+        await wait_until(lambda: sum(map(len, sink.batches)) == 30)
         numbers = [e["number"] for batch in sink.batches for e in batch]
         self.assertEqual(numbers, list(range(30)))
         self.assertEqual(delivery.counters.failed, 4)
@@ -492,7 +484,7 @@ class DeliveryTests(TestCase):
         await self.outbox.append(event(1), durable=True)
         await deferLater(reactor, 0.05, lambda: None)  # its write is told meanwhile
         reads[0].callback([])
-        await _until(lambda: bool(sink.batches), timeout=2.0)
+        await wait_until(lambda: bool(sink.batches), timeout=2.0)
         self.assertEqual([e["number"] for b in sink.batches for e in b], [1])
 
     async def test_ignored_not_sent(self) -> None:
@@ -501,7 +493,7 @@ class DeliveryTests(TestCase):
         delivery = self.deliver(sink, ignore=IgnoreConfig(actions=("pull",)))
         await self.outbox.append(event(1, action="pull"), durable=True)
         await self.outbox.append(event(2), durable=True)
-        await _until(lambda: delivery.counters.delivered == 1)
+        await wait_until(lambda: delivery.counters.delivered == 1)
         self.assertEqual([e["number"] for batch in sink.batches for e in batch], [2])
         self.assertEqual(delivery.counters.ignored, 1)
 
@@ -511,7 +503,7 @@ class DeliveryTests(TestCase):
         delivery = self.deliver(sink, threshold=1, backoff=0.05)
         for number in range(3):
             await self.outbox.append(event(number), durable=True)
-        await _until(lambda: sink.tries >= 2)
+        await wait_until(lambda: sink.tries >= 2)
         await delivery.stop()
         self.assertTrue(sink.closed)
         again = Outbox(self.path, 1 << 30)
@@ -520,7 +512,7 @@ class DeliveryTests(TestCase):
         self.outbox = again
         fresh = RecordingSink()
         self.deliver(fresh)
-        await _until(lambda: sum(map(len, fresh.batches)) == 3)
+        await wait_until(lambda: sum(map(len, fresh.batches)) == 3)
         self.assertEqual([e["number"] for b in fresh.batches for e in b], [0, 1, 2])
 
 
@@ -546,7 +538,7 @@ class NotificationsTests(TestCase):
         target = deletion_target("app", DIGEST)
         await notifications.emit("delete", target, REQUEST, "bob", durable=True)
         sink = factory.sinks[0]
-        await _until(lambda: bool(sink.batches))
+        await wait_until(lambda: bool(sink.batches))
         delivered = sink.batches[0][0]
         self.assertEqual(delivered["action"], "delete")
         self.assertEqual(delivered["actor"], {"name": "bob"})
