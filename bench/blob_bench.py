@@ -45,6 +45,7 @@ from common import (
     Phase,
     RegistryOptions,
     add_registry_options,
+    alternated,
     connection,
     expect,
     machine,
@@ -465,8 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.storage == "s3":
                 storage = S3Storage(stack.enter_context(S3ServerProcess(scratch / "s3")))
             for index in range(args.runs):
-                # Alternate the order so that neither always runs on a cold cache.
-                order = registries if index % 2 == 0 else list(reversed(registries))
+                order = alternated(registries, index)
                 for registry in order:
                     print(f"run {index + 1}/{args.runs}: {registry} ...", end=" ", flush=True)
                     run = bench_one(

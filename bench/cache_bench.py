@@ -46,6 +46,7 @@ from typing import Any
 from common import (
     BenchRegistry,
     RegistryOptions,
+    alternated,
     connection,
     machine,
     source_version,
@@ -125,8 +126,7 @@ def speed(registries: dict[str, BenchRegistry], rounds: int, workload: Workload)
     slices: list[Slice] = []
     for method in ("HEAD", "GET"):
         for number in range(rounds):
-            order = KINDS if number % 2 == 0 else KINDS[::-1]
-            for kind in order:
+            for kind in alternated(KINDS, number):
                 load = hey(registries[kind], path, method, workload, ACCEPT)
                 slices.append(Slice(kind, method, load))
                 print(

@@ -20,18 +20,29 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import yaml
 
 from txregistry.testing.process import RegistryProcess, base_config
 
+T = TypeVar("T")
+
 MIB = 1024 * 1024
 MB = 1000 * 1000
 CHUNK = MIB
 PATTERN_SIZE = 4 * MIB
 REGISTRIES = ("txregistry", "reference")
+
+
+def alternated(items: Sequence[T], round_number: int) -> list[T]:
+    """
+    C{items} in the order of round C{round_number}: as given, then reversed
+    (A B, B A, A B, ...), so that neither always runs first (on a cold cache,
+    or a machine whose speed drifts: it is shared).
+    """
+    return list(items) if round_number % 2 == 0 else list(reversed(items))
 
 
 # -- the registry process's memory and CPU -------------------------------------

@@ -40,7 +40,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import BenchRegistry, bench_config, connection, expect, machine, source_version
+from common import (
+    BenchRegistry,
+    alternated,
+    bench_config,
+    connection,
+    expect,
+    machine,
+    source_version,
+)
 from registry_bench import (
     ACCEPT,
     IMAGE_REPOSITORY,
@@ -179,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         events_expected = settled_events(receiver)  # the image's push
         for method in ("PUT", "GET"):
             for number in range(args.rounds):
-                # off, on, on, off, ...: a drift of the machine's speed weighs on both.
-                order = (False, True) if number % 2 == 0 else (True, False)
-                for events_on in order:
+                for events_on in alternated((False, True), number):
                     registry = registries[events_on]
                     if method == "PUT":
                         load = hey(

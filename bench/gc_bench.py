@@ -51,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from common import MIB, REGISTRIES, machine, source_version, tool_environment
+from common import MIB, REGISTRIES, alternated, machine, source_version, tool_environment
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -771,8 +771,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             for index in range(repeat):
-                # Alternate the order so that neither collector always goes first.
-                order = collectors if index % 2 == 0 else list(reversed(collectors))
+                order = alternated(collectors, index)
                 copies: dict[str, Path] = {}
                 for collector in order:
                     workdir = scratch / collector

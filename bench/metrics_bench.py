@@ -29,7 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import BenchRegistry, RegistryOptions, machine, source_version, start_registry
+from common import (
+    BenchRegistry,
+    RegistryOptions,
+    alternated,
+    machine,
+    source_version,
+    start_registry,
+)
 from registry_bench import ACCEPT, IMAGE_REPOSITORY, TAG, Load, Workload, hey, push_image
 from txregistry.testing.process import free_port
 
@@ -94,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             push_image(registries[metrics_on].url, "oci")
         path = f"/v2/{IMAGE_REPOSITORY}/manifests/{TAG}"
         for number in range(args.rounds):
-            order = (False, True) if number % 2 == 0 else (True, False)
-            for metrics_on in order:
+            for metrics_on in alternated((False, True), number):
                 registry = registries[metrics_on]
                 if metrics_on:
                     with Scraper(f"http://{debug_addr}/metrics") as scraper:

@@ -67,6 +67,7 @@ from common import (
     Phase,
     RegistryOptions,
     add_registry_options,
+    alternated,
     connection,
     expect,
     machine,
@@ -1104,8 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
             profile_mode=args.profile_mode,
         )
         for index in range(runs_wanted):
-            # Alternate the order so that neither registry always goes first.
-            order = registries if index % 2 == 0 else list(reversed(registries))
+            order = alternated(registries, index)
             for registry in order:
                 print(f"run {index + 1}/{runs_wanted}: {registry}", flush=True)
                 run = bench_one(registry, index, inputs, scratch)
