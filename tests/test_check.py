@@ -300,6 +300,25 @@ class CheckTests(TestCase):
             ],
         )
 
+    async def test_pull_through_cache_misses_no_content(self) -> None:
+        """
+        In a pull-through cache's storage, blobs and child manifests are
+        stored once pulled: their absence is no problem; everything else is
+        checked as always.
+        """
+        digests = await self.populate()
+        await self.driver.delete(paths.layer_link("app", Digest.of(b"layer of one")))
+        await self.driver.delete(paths.blob_data(Digest.of(b"layer of one")))
+        await self.driver.delete(paths.layer_link("other", Digest.of(b"shared")))
+        await self.driver.delete(paths.manifest_revision("app", digests["two"]))
+        self.assertEqual(lines(await check(self.driver, pull_through=True)), [])
+        binary = paths.tag_current_link("app", "v1")
+        await self.driver.put_content(binary, b"latest")
+        self.assertEqual(
+            lines(await check(self.driver, pull_through=True)),
+            [f"bad link {binary} (holds 'latest', not a digest)"],
+        )
+
     async def write_manifest(self, repository: str, document: dict[str, Any]) -> Digest:
         """Store a manifest as it is, bypassing the registry's checks."""
         content = json.dumps(document).encode()

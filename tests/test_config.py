@@ -56,6 +56,7 @@ from txregistry.config.notifications import (
     NotificationsConfig,
     OutboxConfig,
 )
+from txregistry.config.proxy import ProxyConfig, Remote
 from txregistry.config.redis import RedisConfig, RedisPoolConfig, RedisTLSConfig
 from txregistry.config.sections import SCHEMA, SECTIONS
 from txregistry.drivers.plugins import driver_factories
@@ -336,9 +337,9 @@ class EnvironmentTests(ConfigTestCase):
         self.assertIn("YAML", error.problem)
 
     def test_override_refused_section(self) -> None:
-        """Overrides are checked like the file: a refused section is refused, saying why."""
-        error = self.error(MINIMAL, REGISTRY_PROXY_REMOTEURL="https://registry.example")
-        self.assertEqual(error.key, "proxy")
+        """Overrides are checked like the file: a refused key is refused, saying why."""
+        error = self.error(MINIMAL, REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE="/le")
+        self.assertEqual(error.key, "http.tls.letsencrypt")
         self.assertIn("not supported", error.problem)
 
     def test_override_auth(self) -> None:
@@ -511,7 +512,7 @@ class MistakeTests(ConfigTestCase):
     def test_unsupported_sections_refused(self) -> None:
         """Sections whose absence would weaken security or lose data stop start-up."""
         for extra, key in [
-            ("proxy: {remoteurl: https://registry-1.docker.io}\n", "proxy"),
+            ("proxy: {exec: {command: helper}}\n", "proxy.exec"),
             ("http: {tls: {letsencrypt: {cachefile: /le}}}\n", "http.tls.letsencrypt"),
             ("middleware: {registry: [{name: x}]}\n", "middleware.registry"),
             ("middleware: {repository: [{name: x}]}\n", "middleware.repository"),
@@ -1379,6 +1380,212 @@ class RedisSectionTests(ConfigTestCase):
             environ={},
         )
         self.assertEqual(config.storage.blob_descriptor_cache, "memcached")
+
+
+class ProxySectionTests(ConfigTestCase):
+    """
+    C{proxy}: Distribution 3's one upstream (C{remoteurl}, C{username},
+    C{password}, C{ttl}) and ours (C{checktimeout}, C{remotes} by prefix).
+    """
+
+    def test_absent(self) -> None:
+        """No section, or one naming no remote, is no proxy, as for Distribution."""
+        self.assertIsNone(load(MINIMAL).proxy)
+        for extra in ("proxy:\n", "proxy: {remoteurl: ''}\n", "proxy: {remotes: []}\n"):
+            config = load(MINIMAL + extra)
+            self.assertIsNone(config.proxy, extra)
+            self.assertEqual(config.warnings, (), extra)
+
+    def test_no_remote_warns(self) -> None:
+        """Keys set beside no remote are ignored, with a warning saying so."""
+        config = load(MINIMAL + "proxy: {username: alice, ttl: 1h}\n")
+        self.assertIsNone(config.proxy)
+        self.assertEqual([warning.split(":")[0] for warning in config.warnings], ["proxy"])
+
+    def test_defaults(self) -> None:
+        """A C{remoteurl} alone: anonymous, kept a week (168h), checked for 5 s."""
+        config = load(MINIMAL + "proxy: {remoteurl: https://registry-1.docker.io/}\n")
+        self.assertEqual(
+            config.proxy,
+            ProxyConfig(
+                remotes=(Remote("", "https://registry-1.docker.io", None, None, 604800.0),)
+            ),
+        )
+        assert config.proxy is not None
+        self.assertEqual(config.proxy.check_timeout, 5.0)
+        self.assertEqual(config.warnings, ())
+
+    def test_every_key(self) -> None:
+        """
+        Every key set: remotes sorted longest prefix first, the default last;
+        a remote's C{ttl} defaults to C{proxy.ttl}; a C{ttl} of 0 keeps for ever.
+        """
+        config = load(
+            MINIMAL
+            + textwrap.dedent(
+                """\
+                proxy:
+                  remoteurl: https://registry-1.docker.io
+                  username: alice
+                  password: 12345
+                  ttl: 24h
+                  checktimeout: 1500ms
+                  remotes:
+                    - prefix: ghcr
+                      remoteurl: https://ghcr.io
+                      username: bob
+                      password: secret
+                      ttl: 0
+                    - prefix: /mirror/quay/
+                      remoteurl: http://quay.example:8080/
+                      username: carol
+                """
+            )
+        )
+        self.assertEqual(
+            config.proxy,
+            ProxyConfig(
+                remotes=(
+                    Remote("mirror/quay", "http://quay.example:8080", "carol", None, 86400.0),
+                    Remote("ghcr", "https://ghcr.io", "bob", "secret", None),
+                    Remote("", "https://registry-1.docker.io", "alice", "12345", 86400.0),
+                ),
+                check_timeout=1.5,
+            ),
+        )
+
+    def test_ttl_zero(self) -> None:
+        """C{proxy.ttl: 0} disables expiry, for the remotes that set none too."""
+        config = load(
+            MINIMAL
+            + "proxy: {remoteurl: https://r.example, ttl: 0, "
+            + "remotes: [{prefix: a, remoteurl: https://a.example}]}\n"
+        )
+        assert config.proxy is not None
+        self.assertEqual([remote.ttl for remote in config.proxy.remotes], [None, None])
+
+    def test_remotes_without_default(self) -> None:
+        """C{remotes} alone make a proxy with no default remote."""
+        config = load(MINIMAL + "proxy: {remotes: [{prefix: a, remoteurl: https://a.example}]}\n")
+        self.assertEqual(config.proxy, ProxyConfig((Remote("a", "https://a.example"),)))
+
+    def test_mistakes(self) -> None:
+        """Every mistake is named by its key."""
+        one = "remotes: [{prefix: a, remoteurl: https://a.example}"
+        for proxy, key in [
+            ("remoteurl: ftp://r.example", "proxy.remoteurl"),
+            ("remoteurl: https://", "proxy.remoteurl"),
+            ("remoteurl: https://r.example, password: secret", "proxy.username"),
+            ("remoteurl: https://r.example, ttl: -1", "proxy.ttl"),
+            ("remoteurl: https://r.example, ttl: soon", "proxy.ttl"),
+            ("remoteurl: https://r.example, checktimeout: 0", "proxy.checktimeout"),
+            ("remoteurl: https://r.example, checktimeout: -5", "proxy.checktimeout"),
+            ("remoteurl: https://r.example, bogus: 1", "proxy.bogus"),
+            ("remoteurl: https://r.example, exec: {command: helper}", "proxy.exec"),
+            ("remotes: {prefix: a, remoteurl: https://a.example}", "proxy.remotes"),
+            ("remotes: [a]", "proxy.remotes[0]"),
+            (one + ", {prefix: b}]", "proxy.remotes[1].remoteurl"),
+            (one + ", {prefix: b, remoteurl: b.example}]", "proxy.remotes[1].remoteurl"),
+            (one + ", {remoteurl: https://b.example}]", "proxy.remotes[1].prefix"),
+            (one + ", {prefix: /, remoteurl: https://b.example}]", "proxy.remotes[1].prefix"),
+            (one + ", {prefix: a/, remoteurl: https://b.example}]", "proxy.remotes[1].prefix"),
+            (one + ", {prefix: Ghcr, remoteurl: https://b.example}]", "proxy.remotes[1].prefix"),
+            (one + ", {prefix: a//b, remoteurl: https://b.example}]", "proxy.remotes[1].prefix"),
+            (
+                one + ", {prefix: 'a:5000', remoteurl: https://b.example}]",
+                "proxy.remotes[1].prefix",
+            ),
+            (one + ", {prefix: -a, remoteurl: https://b.example}]", "proxy.remotes[1].prefix"),
+            (one + ", {prefix: [a], remoteurl: https://b.example}]", "proxy.remotes[1].prefix"),
+            (
+                one + f", {{prefix: {'a' * 254}, remoteurl: https://b.example}}]",
+                "proxy.remotes[1].prefix",
+            ),
+            (
+                one + ", {prefix: b, remoteurl: https://b.example, password: x}]",
+                "proxy.remotes[1].username",
+            ),
+            (one + ", {prefix: b, remoteurl: https://b.example, ttl: -1}]", "proxy.remotes[1].ttl"),
+            (
+                one + ", {prefix: b, remoteurl: https://b.example, bogus: 1}]",
+                "proxy.remotes[1].bogus",
+            ),
+            (
+                one + ", {prefix: b, remoteurl: https://b.example, exec: {}}]",
+                "proxy.remotes[1].exec",
+            ),
+        ]:
+            error = self.error(MINIMAL + f"proxy: {{{proxy}}}\n")
+            self.assertEqual(error.key, key, proxy)
+        error = self.error(
+            MINIMAL + f"proxy: {{{one}, {{prefix: a/, remoteurl: https://b.example}}]}}\n"
+        )
+        self.assertIn("'a' is already the prefix of proxy.remotes[0]", error.problem)
+        error = self.error(MINIMAL + "proxy: {remoteurl: https://r.example, exec: {command: x}}\n")
+        self.assertIn("not supported", error.problem)
+
+    def test_remote_for(self) -> None:
+        """The longest prefix matching whole components wins; else the default."""
+        hub = Remote("", "https://registry-1.docker.io")
+        ghcr = Remote("ghcr", "https://ghcr.io")
+        deep = Remote("ghcr/mirror", "https://mirror.example")
+        proxy = ProxyConfig((deep, ghcr, hub))
+        for name, expected in [
+            ("ghcr/owner/img", (ghcr, "owner/img")),
+            ("ghcr/mirror/img", (deep, "img")),
+            ("ghcr/mirrorx/img", (ghcr, "mirrorx/img")),
+            ("ghcrx/owner/img", (hub, "ghcrx/owner/img")),
+            ("library/alpine", (hub, "library/alpine")),
+            # A name equal to a prefix leaves no repository to ask it for.
+            ("ghcr", (hub, "ghcr")),
+            ("ghcr/mirror", (ghcr, "mirror")),
+        ]:
+            self.assertEqual(proxy.remote_for(name), expected, name)
+        without_default = ProxyConfig((deep, ghcr))
+        for name in ("library/alpine", "ghcr", "ghcrx/img"):
+            self.assertIsNone(without_default.remote_for(name), name)
+        self.assertEqual(without_default.remote_for("ghcr/mirror"), (ghcr, "mirror"))
+
+    def test_remote_for_configured_order(self) -> None:
+        """The section sorts its remotes so that C{remote_for} finds the longest prefix."""
+        config = load(
+            MINIMAL
+            + "proxy: {remoteurl: https://hub.example, remotes: ["
+            + "{prefix: a, remoteurl: https://a.example}, "
+            + "{prefix: a/b, remoteurl: https://ab.example}]}\n"
+        )
+        assert config.proxy is not None
+        self.assertEqual([remote.prefix for remote in config.proxy.remotes], ["a/b", "a", ""])
+        found = config.proxy.remote_for("a/b/c")
+        assert found is not None
+        self.assertEqual((found[0].url, found[1]), ("https://ab.example", "c"))
+
+    def test_environment(self) -> None:
+        """C{REGISTRY_PROXY_*} set the section's keys, as for Distribution."""
+        config = load(
+            MINIMAL,
+            REGISTRY_PROXY_REMOTEURL="https://registry.example",
+            REGISTRY_PROXY_USERNAME="alice",
+            REGISTRY_PROXY_PASSWORD="12345",
+            REGISTRY_PROXY_TTL="1h",
+        )
+        self.assertEqual(
+            config.proxy,
+            ProxyConfig((Remote("", "https://registry.example", "alice", "12345", 3600.0),)),
+        )
+        config = load(
+            MINIMAL + "proxy: {remoteurl: https://file.example}\n",
+            REGISTRY_PROXY_REMOTEURL="https://env.example",
+            REGISTRY_PROXY_REMOTES="[{prefix: ghcr, remoteurl: 'https://ghcr.io'}]",
+        )
+        assert config.proxy is not None
+        self.assertEqual(
+            [(remote.prefix, remote.url) for remote in config.proxy.remotes],
+            [("ghcr", "https://ghcr.io"), ("", "https://env.example")],
+        )
+        error = self.error(MINIMAL, REGISTRY_PROXY_EXEC_COMMAND="helper")
+        self.assertEqual(error.key, "proxy.exec")
+        self.assertIn("not supported", error.problem)
 
 
 class TLSSectionTests(ConfigTestCase):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urljoin
 
+import pytest
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -31,6 +32,7 @@ from txregistry.proxy.upstream import (
     UpstreamError,
     UpstreamNotFound,
     UpstreamRegistry,
+    _next_page,
     parse_challenge_header,
     parse_challenges,
 )
@@ -410,3 +412,19 @@ class FailingUpstreamTests(TestCase):
         listener.listen(16)
         port = listener.getsockname()[1]
         await self.fails_in_time(f"http://127.0.0.1:{port}", "no answer within 0.5s")
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        (None, None),
+        ('</v2/a/tags/list?last=b&n=2>; rel="next"', "/v2/a/tags/list?last=b&n=2"),
+        ("<https://up.example/v2/a/tags/list?last=b>; rel=next", "/v2/a/tags/list?last=b"),
+        ('</v2/a/tags/list?n=2>; rel="next"', None),  # the page asked for: no loop
+        ('</elsewhere?last=b>; rel="next"', None),
+        ('</v2/a/tags/list?last=b>; rel="prev"', None),
+        ("garbage", None),
+    ],
+)
+def test_next_tag_page(link: str | None, expected: str | None) -> None:
+    assert _next_page(link, "/v2/a/tags/list?n=2") == expected

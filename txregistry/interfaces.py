@@ -102,6 +102,29 @@ class ILocalFileReader(IFileReader):
         """
 
 
+class IGrowingFileReader(ILocalFileReader):
+    """
+    An L{ILocalFileReader} over a file still being written: a pull-through
+    cache's download (see L{txregistry.proxy.fetch}).  Its bytes may be
+    sent up to L{readable_end}, which grows as the download is stored; a
+    reader waits for L{grown} when it has sent them all.
+    """
+
+    def readable_end() -> int:
+        """
+        The offset in the file up to which bytes may be sent now: those
+        stored, less the file's last bytes until the whole is verified.
+
+        @raise Exception: why the download failed, once it has.
+        """
+
+    def grown() -> Deferred[None]:
+        """
+        A Deferred firing when L{readable_end} may have grown, or when the
+        download ended (then L{readable_end} says how).
+        """
+
+
 class IFileWriter(Interface):
     """
     Appends bytes to one stored file.

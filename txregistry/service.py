@@ -20,7 +20,7 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
     IReactorProcess,
@@ -56,6 +56,7 @@ from txregistry.health import HealthChecks, HealthResource, build_health_checks
 from txregistry.interfaces import IAccessController, ICache, IStorageDriver
 from txregistry.logs import log_level, observer_factory
 from txregistry.memory import limit_malloc_arenas
+from txregistry.proxy.registry import ProxyRegistry
 from txregistry.registry.gc import CollectionOptions, CollectionTotals, scheduled_collection
 from txregistry.registry.manifests import URLPolicy
 from txregistry.registry.purge import scheduled_purge
@@ -132,6 +133,11 @@ class RegistryService(StreamServerEndpointService):
             self.health.start()
         if self.notifications is not None:
             self.notifications.start()
+        registry = self.site.app.registry
+        if isinstance(registry, ProxyRegistry):
+            ensureDeferred(registry.start()).addErrback(
+                lambda failure: _log.failure("starting the cache's expiry failed", failure)
+            )
         super().startService()
         for job in self.jobs:
             job.startService()
@@ -152,6 +158,9 @@ class RegistryService(StreamServerEndpointService):
             stopped.addCallback(lambda _: notifications.stop()).addCallback(lambda _: None)
         cache = self.site.app.registry.descriptor_cache
         stopped.addCallback(lambda _: cache.close()).addCallback(lambda _: None)
+        registry = self.site.app.registry
+        if isinstance(registry, ProxyRegistry):
+            stopped.addCallback(lambda _: ensureDeferred(registry.stop()))
         return stopped
 
 
@@ -333,15 +342,19 @@ def build_service(
     """
     driver = build_driver(config)
     validation = config.validation
-    registry = Registry(
-        driver,
-        delete_enabled=config.storage.delete_enabled,
-        readonly=config.storage.readonly,
-        url_policy=URLPolicy.from_config(
+    options: dict[str, Any] = {
+        "delete_enabled": config.storage.delete_enabled,
+        "readonly": config.storage.readonly,
+        "url_policy": URLPolicy.from_config(
             validation.disabled, list(validation.url_allow), list(validation.url_deny)
         ),
-        descriptor_cache=build_cache(config),
-    )
+        "descriptor_cache": build_cache(config),
+    }
+    registry: Registry
+    if config.proxy is not None:
+        registry = ProxyRegistry(driver, config.proxy, reactor, **options)
+    else:
+        registry = Registry(driver, **options)
     secret = config.http.secret
     if secret is None:
         _log.warn(

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from txregistry.commands.running import open_storage, report_failure, run_in_reactor
+from txregistry.commands.running import open_configured, report_failure, run_in_reactor
 from txregistry.commands.terminal import TerminalReporter
 
 
@@ -67,10 +67,13 @@ async def check_storage(
     """
     from txregistry.registry.check import StorageChecker
 
-    driver = open_storage(config_path)
-    if driver is None:
+    opened = open_configured(config_path)
+    if opened is None:
         return 1
-    checker = StorageChecker(driver, repair, parallelism, reporter)
+    config, driver = opened
+    checker = StorageChecker(
+        driver, repair, parallelism, reporter, pull_through=config.proxy is not None
+    )
     try:
         result = await checker.check()
     except Exception as error:  # a storage failure: said in one line, not a traceback

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from txregistry.commands.terminal import TerminalReporter
 from txregistry.interfaces import ICache, IStorageDriver
+
+if TYPE_CHECKING:
+    from txregistry.config import Config
 
 
 def run_in_reactor(work: Callable[[Any], Awaitable[int]]) -> int:
@@ -38,11 +41,18 @@ def open_storage(config_path: str | None) -> IStorageDriver | None:
     embedded default) names; L{None}, said on standard error, for a
     configuration mistake.
     """
+    opened = open_configured(config_path)
+    return None if opened is None else opened[1]
+
+
+def open_configured(config_path: str | None) -> tuple[Config, IStorageDriver] | None:
+    """Like L{open_storage}, with the configuration read."""
     from txregistry.config import ConfigError
     from txregistry.configured import build_driver, read_config
 
     try:
-        return build_driver(read_config(config_path))
+        config = read_config(config_path)
+        return config, build_driver(config)
     except ConfigError as error:
         sys.stderr.write(f"txregistry: configuration error: {error}\n")
         return None

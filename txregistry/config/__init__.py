@@ -12,8 +12,8 @@ This module only gathers the names the rest of txregistry uses.
 
 Sections of Distribution's format that txregistry does not implement yet are
 treated by what ignoring them would do: where ignoring would weaken security
-or lose data (C{proxy}, Let's Encrypt) they stop start-up; where it only
-forgoes a convenience (C{log.hooks}) they are logged as ignored.
+or lose data (Let's Encrypt, registry middleware) they stop start-up; where
+it only forgoes a convenience (C{log.hooks}) they are logged as ignored.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from txregistry.config.core import (
 from txregistry.config.http import HTTPConfig, endpoint_description
 from txregistry.config.log import LogConfig
 from txregistry.config.middleware import MiddlewareConfig, MiddlewareEntry
+from txregistry.config.proxy import ProxyConfig
 from txregistry.config.redis import RedisConfig
 from txregistry.config.sections import (
     EMBEDDED_DEFAULT,
@@ -60,6 +61,7 @@ __all__ = [
     "LogConfig",
     "MiddlewareConfig",
     "MiddlewareEntry",
+    "ProxyConfig",
     "RedisConfig",
     "StorageConfig",
     "TLSConfig",

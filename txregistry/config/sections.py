@@ -43,6 +43,7 @@ from txregistry.config.http import HTTPConfig
 from txregistry.config.log import LogConfig
 from txregistry.config.middleware import MiddlewareConfig
 from txregistry.config.notifications import NotificationsConfig
+from txregistry.config.proxy import ProxyConfig
 from txregistry.config.redis import RedisConfig
 from txregistry.config.storage import StorageConfig
 from txregistry.config.validation import ValidationConfig
@@ -102,6 +103,7 @@ class Config:
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     redis: RedisConfig | None = None
     health: HealthConfig = field(default_factory=HealthConfig)
+    proxy: ProxyConfig | None = None
     warnings: tuple[str, ...] = ()
 
 

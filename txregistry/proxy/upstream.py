@@ -212,6 +212,10 @@ def parse_challenges(values: Iterable[str]) -> list[Challenge]:
     return [challenge for value in values for challenge in parse_challenge_header(value)]
 
 
+# Tags asked for in one page, and the most pages followed.
+TAG_PAGE_SIZE = 1000
+MAX_TAG_PAGES = 100
+
 # -- the client ------------------------------------------------------------------------
 
 
@@ -239,6 +243,23 @@ class _Token:
 def _header(response: IResponse, name: bytes) -> str | None:
     values = response.headers.getRawHeaders(name)
     return values[0].decode("latin-1") if values else None
+
+
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?', re.ASCII)
+
+
+def _next_page(link: str | None, current: str) -> str | None:
+    """The path of the page a C{Link: <...>; rel="next"} header names, if any."""
+    if link is None:
+        return None
+    found = _LINK_NEXT.search(link)
+    if found is None:
+        return None
+    parts = urlsplit(found.group(1))
+    if not parts.path.startswith("/v2/"):
+        return None
+    following = parts.path + (f"?{parts.query}" if parts.query else "")
+    return None if following == current else following
 
 
 def _basic(username: str, password: str) -> str:
@@ -289,13 +310,28 @@ class UpstreamRegistry:
     # -- the API ------------------------------------------------------------------------
 
     def head_manifest(
-        self, repository: str, reference: str, accept: Sequence[str]
+        self,
+        repository: str,
+        reference: str,
+        accept: Sequence[str],
+        timeout: float | None = None,
     ) -> Deferred[ManifestHead | None]:
         """
         C{HEAD} a manifest by tag or digest, accepting the media types
         C{accept}: what upstream says of it, or L{None} if it answers 404.
+
+        @param timeout: the seconds it may take, instead of L{timeout}.
         """
-        return self._bounded(self._head_manifest(repository, reference, accept))
+        return self._bounded(self._head_manifest(repository, reference, accept), timeout)
+
+    def head_blob(self, repository: str, digest: str) -> Deferred[int | None]:
+        """
+        C{HEAD} a blob: its size (its C{Content-Length}; L{None} when
+        upstream does not say).
+
+        @raise UpstreamNotFound: upstream answered 404.
+        """
+        return self._bounded(self._head_blob(repository, digest))
 
     def get_manifest(
         self, repository: str, reference: str, accept: Sequence[str]
@@ -321,6 +357,13 @@ class UpstreamRegistry:
         """
         return self._bounded(self._get_blob(repository, digest))
 
+    def list_tags(self, repository: str) -> Deferred[list[str] | None]:
+        """
+        Every tag of the repository, following upstream's C{Link} pages (at
+        most L{MAX_TAG_PAGES} of them); L{None} when upstream answers 404.
+        """
+        return self._bounded(self._list_tags(repository))
+
     def close(self) -> Deferred[None]:
         """Close the connections kept for reuse."""
         closed: Deferred[None] = self._pool.closeCachedConnections()
@@ -343,6 +386,38 @@ class UpstreamRegistry:
             media_type=_header(response, b"content-type"),
             size=int(length) if length is not None and length.isdigit() else None,
         )
+
+    async def _list_tags(self, repository: str) -> list[str] | None:
+        path: str | None = f"/v2/{repository}/tags/list?n={TAG_PAGE_SIZE}"
+        tags: list[str] = []
+        pages = 0
+        while path is not None:
+            pages += 1
+            if pages > MAX_TAG_PAGES:
+                raise UpstreamError(f"{self.url}: more than {MAX_TAG_PAGES} pages of tags")
+            response = await self._request("GET", repository, path, ("application/json",))
+            content: bytes = await treq.content(response)
+            if response.code == 404 and not tags:
+                return None
+            self._expect_ok(response, path)
+            try:
+                document = json.loads(content)
+                page = document.get("tags") or []
+                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                    raise ValueError("tags is not a list of strings")
+            except (ValueError, AttributeError) as error:
+                raise UpstreamError(f"{self.url}{path}: a malformed tag list: {error}") from None
+            tags.extend(page)
+            path = _next_page(_header(response, b"link"), path)
+        return sorted(set(tags))
+
+    async def _head_blob(self, repository: str, digest: str) -> int | None:
+        path = f"/v2/{repository}/blobs/{digest}"
+        response = await self._request("HEAD", repository, path, ())
+        await treq.content(response)
+        self._expect_ok(response, path)
+        length = _header(response, b"content-length")
+        return int(length) if length is not None and length.isdigit() else None
 
     async def _get_manifest(
         self, repository: str, reference: str, accept: Sequence[str]
@@ -479,19 +554,26 @@ class UpstreamRegistry:
         if authorization is not None:
             headers.setRawHeaders(b"authorization", [authorization.encode("latin-1")])
         # Twisted's redirect agent drops Authorization on a redirect to
-        # another origin (a presigned URL), which would refuse it.
+        # another origin (a presigned URL), which would refuse it.  Bodies
+        # are read once: treq need not keep them (a blob's whole).
         response: IResponse = await self._client.request(
-            method, url, headers=headers, allow_redirects=True
+            method, url, headers=headers, allow_redirects=True, unbuffered=True
         )
         return response
 
     # -- bounds -------------------------------------------------------------------------
 
-    def _bounded(self, operation: Coroutine[Any, Any, _T]) -> Deferred[_T]:
-        """C{operation}, cancelled after L{timeout}, its network failures as L{UpstreamError}."""
-        return ensureDeferred(self._translated(ensureDeferred(operation)))
+    def _bounded(
+        self, operation: Coroutine[Any, Any, _T], timeout: float | None = None
+    ) -> Deferred[_T]:
+        """
+        C{operation}, cancelled after C{timeout} (else L{timeout}) seconds,
+        its network failures as L{UpstreamError}.
+        """
+        limit = self.timeout if timeout is None else timeout
+        return ensureDeferred(self._translated(ensureDeferred(operation), limit))
 
-    async def _translated(self, running: Deferred[_T]) -> _T:
+    async def _translated(self, running: Deferred[_T], limit: float) -> _T:
         # Cancelling an HTTP request fails it with ResponseNeverReceived or
         # a connection error rather than CancelledError: remember that the
         # clock, not the network, ended it.
@@ -502,14 +584,14 @@ class UpstreamRegistry:
             timed_out = True
             running.cancel()
 
-        timer = self._reactor.callLater(self.timeout, expire)
+        timer = self._reactor.callLater(limit, expire)
         try:
             return await running
         except UpstreamError:
             raise
         except Exception as error:
             if timed_out:
-                raise UpstreamError(f"{self.url}: no answer within {self.timeout:g}s") from None
+                raise UpstreamError(f"{self.url}: no answer within {limit:g}s") from None
             if isinstance(
                 error, (ConnectError, ResponseFailed, RequestTransmissionFailed, OSError)
             ):

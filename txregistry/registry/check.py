@@ -159,6 +159,9 @@ class StorageChecker:
     the module docstring for what that does).
 
     @param parallelism: storage requests (and blob reads) in flight at once.
+    @param pull_through: whether the storage is a pull-through cache's (a
+        C{proxy} section), whose manifests' blobs and children are stored
+        only once pulled: one not stored is then no problem.
     """
 
     def __init__(
@@ -167,9 +170,11 @@ class StorageChecker:
         repair: bool = False,
         parallelism: int = DEFAULT_PARALLELISM,
         reporter: Reporter | None = None,
+        pull_through: bool = False,
     ) -> None:
         self.driver = driver
         self.repair = repair
+        self.pull_through = pull_through
         self.parallelism = parallelism
         self.reporter: Reporter = reporter or SilentReporter()
         self._stored: dict[Digest, FileInfo] = {}
@@ -314,7 +319,9 @@ class StorageChecker:
                 elif blob not in inventory.layers:
                     missing = f"{blob} is not linked into {name}"
                 if missing is not None:
-                    yield Problem("missing reference", path, missing, subject)
+                    if not self.pull_through:
+                        yield Problem("missing reference", path, missing, subject)
+                    # A cache's content comes when pulled: not cached is no problem.
                     continue
                 stated = manifest.sizes.get(blob)
                 info = self._stored.get(blob)

@@ -188,6 +188,13 @@ class ManifestStore:
         stored).  Its subject need not exist (OCI 1.1).
         """
         await self._check_references(manifest)
+        await self.store(manifest)
+
+    async def store(self, manifest: Manifest) -> None:
+        """
+        Store a manifest without asking for what it references: a
+        pull-through cache's, whose blobs come when they are pulled.
+        """
         blob_path = paths.blob_data(manifest.digest)
         try:
             await self.driver.stat(blob_path)

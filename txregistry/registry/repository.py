@@ -42,7 +42,11 @@ class Registry:
     @ivar readonly: whether every write is refused (maintenance mode).
     @ivar url_policy: which foreign layer URLs manifests may carry.
     @ivar descriptor_cache: what is known to exist, per repository.
+    @ivar pull_through: whether this is a pull-through cache, which takes no
+        pushes nor deletes (see L{txregistry.proxy.registry}).
     """
+
+    pull_through = False
 
     def __init__(
         self,

@@ -122,6 +122,11 @@ class UploadAppender:
     _idle_waiters: list[Deferred[None]] = field(default_factory=list)
 
     @property
+    def failure(self) -> Failure | None:
+        """Why a driver write failed, once one has (later writes are dropped)."""
+        return self._failure
+
+    @property
     def size(self) -> int:
         """The upload's size once everything written so far is stored."""
         # The writer's size already counts the batch in flight; add what

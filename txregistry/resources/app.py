@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -36,6 +36,8 @@ from txregistry.interfaces import (
     IFileReader,
     ILocalFileReader,
 )
+from txregistry.outcome import Outcome
+from txregistry.proxy.fetch import FetchFailed
 from txregistry.registry.repository import Registry, Repository
 from txregistry.registry.uploads import UploadAppender
 from txregistry.resources.download import BlobStreamer
@@ -49,7 +51,6 @@ API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 _log = Logger()
-T = TypeVar("T")
 
 
 @dataclass
@@ -144,15 +145,20 @@ class RequestContext:
                 useragent=self.head.header("User-Agent") or "",
             )
             request.txregistry_event_request = record
-        outcome: _Outcome[Identity] | None = getattr(request, "txregistry_authorization", None)
+        outcome: Outcome[Identity] | None = getattr(request, "txregistry_authorization", None)
         identity = outcome.value() if outcome is not None else None
         actor = identity.name if identity is not None else None
         return notifications.emit(action, target, record, actor, durable)
 
     def check_writable(self) -> None:
         """
-        @raise RegistryError: UNSUPPORTED while the registry is read-only.
+        @raise RegistryError: UNSUPPORTED while the registry is read-only, or
+            when it is a pull-through cache (as Distribution's proxy).
         """
+        if self.app.registry.pull_through:
+            raise UNSUPPORTED(
+                "this registry is a pull-through cache: it takes no pushes or deletes"
+            )
         if self.app.registry.readonly:
             raise UNSUPPORTED("the registry is in read-only mode")
 
@@ -234,12 +240,10 @@ class RegistryApp:
         if self.access_controller is None:
             return None
         request: Any = context.request
-        outcome: _Outcome[Identity] | None = getattr(request, "txregistry_authorization", None)
+        outcome: Outcome[Identity] | None = getattr(request, "txregistry_authorization", None)
         if outcome is None:
             access = required_access(context.match, context.head.method)
-            outcome = _Outcome(
-                self.access_controller.authorized(self.auth_request(context), access)
-            )
+            outcome = Outcome(self.access_controller.authorized(self.auth_request(context), access))
             request.txregistry_authorization = outcome
         return await outcome.wait()
 
@@ -366,43 +370,6 @@ class RegistryApp:
         return NOT_DONE_YET
 
 
-class _Outcome(Generic[T]):
-    """The outcome of one Deferred, for any number of waiters."""
-
-    def __init__(self, deferred: Deferred[T]) -> None:
-        self._result: T | Failure | None = None
-        self._done = False
-        self._waiters: list[Deferred[T]] = []
-        deferred.addBoth(self._fired)
-
-    def _fired(self, result: T | Failure) -> None:
-        self._result, self._done = result, True
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            self._fire(waiter)
-
-    def _fire(self, waiter: Deferred[T]) -> None:
-        if isinstance(self._result, Failure):
-            waiter.errback(self._result)
-        else:
-            waiter.callback(self._result)  # type: ignore[arg-type]
-
-    def value(self) -> T | None:
-        """The result, once there is one and it is no failure; else L{None}."""
-        if not self._done or isinstance(self._result, Failure):
-            return None
-        return self._result
-
-    def wait(self) -> Deferred[T]:
-        """A new Deferred firing with the outcome."""
-        waiter: Deferred[T] = Deferred()
-        if self._done:
-            self._fire(waiter)
-        else:
-            self._waiters.append(waiter)
-        return waiter
-
-
 @dataclass(frozen=True)
 class BodyHandler:
     """
@@ -445,6 +412,8 @@ async def _write(request: Request, response: Response, gone: list[Failure]) -> N
                 # the client sees a short body rather than a wrong one.
                 if isinstance(error, StorageUnavailableError):
                     _log.warn("storage unavailable while streaming a blob: {error}", error=error)
+                elif isinstance(error, FetchFailed):
+                    _log.warn("{error}", error=error)
                 else:
                     _log.failure("streaming a blob failed")
                 transport: Any = request.channel.transport if request.channel else None

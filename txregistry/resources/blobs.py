@@ -10,6 +10,8 @@ import re
 from txregistry.digest import Digest
 from txregistry.errors import RANGE_INVALID, UNSUPPORTED
 from txregistry.events.event import BLOB_MEDIA_TYPE, DELETE, PULL, content_target, deletion_target
+from txregistry.proxy.fetch import BlobFetch
+from txregistry.proxy.registry import ProxiedRepository
 from txregistry.registry import paths
 from txregistry.resources.app import RequestContext, Response
 
@@ -61,23 +63,23 @@ async def fetch_blob(context: RequestContext) -> Response:
     """
     Serve a blob linked into the repository, whole or one byte range; a
     driver that can presign answers with a redirect unless redirects are
-    disabled.
+    disabled.  A pull-through cache's blob not cached yet is served while
+    it is downloaded.
     """
     digest = context.match.digest
     assert digest is not None
     repository = context.repository
-    descriptor = await repository.blobs.stat(digest)
     headers = _blob_headers(digest)
+    if isinstance(repository, ProxiedRepository):
+        if context.etag_matches(digest):
+            return Response(304, headers)
+        response = await _from_upstream(context, repository, digest, headers)
+        if response is not None:
+            return response
+    descriptor = await repository.blobs.stat(digest)
     if context.etag_matches(digest):
         return Response(304, headers)
-    if context.head.method == "GET" and context.notifying:
-        # A pull, redirected or not, as for Distribution.
-        name = context.match.name
-        assert name is not None
-        target = content_target(
-            name, BLOB_MEDIA_TYPE, descriptor.size, digest, context.urls.blob(name, digest)
-        )
-        context.notify(PULL, target, durable=False)
+    _notify_pull(context, digest, descriptor.size)
     if not context.app.config.storage.redirect_disabled:
         url = await repository.blobs.driver.redirect_url(
             context.head.method, paths.blob_data(digest)
@@ -85,22 +87,81 @@ async def fetch_blob(context: RequestContext) -> Response:
         if url is not None:
             return Response(307, {"Location": url, "Docker-Content-Digest": str(digest)})
     byte_range = _requested_range(context.head.header("Range"), descriptor.size)
-    status, start, length = 200, 0, descriptor.size
-    if byte_range is not None:
-        start, end = byte_range
-        status, length = 206, end - start + 1
-        headers["Content-Range"] = f"bytes {start}-{end}/{descriptor.size}"
+    status, length = _range_headers(byte_range, descriptor.size, headers)
+    start = byte_range[0] if byte_range is not None else 0
     if context.head.method == "HEAD":
         return Response(status, headers, stream=(None, length))
     reader = await repository.blobs.blobs.open(digest, start)
     return Response(status, headers, stream=(reader, length))
 
 
+def _notify_pull(context: RequestContext, digest: Digest, size: int) -> None:
+    if context.head.method == "GET" and context.notifying:
+        # A pull, redirected or not, as for Distribution.
+        name = context.match.name
+        assert name is not None
+        target = content_target(
+            name, BLOB_MEDIA_TYPE, size, digest, context.urls.blob(name, digest)
+        )
+        context.notify(PULL, target, durable=False)
+
+
+async def _from_upstream(
+    context: RequestContext,
+    repository: ProxiedRepository,
+    digest: Digest,
+    headers: dict[str, str],
+) -> Response | None:
+    """
+    A pull-through cache's answer for a blob it has not cached: upstream's
+    size for a C{HEAD}; for a C{GET}, the bytes of the download under way
+    (see L{txregistry.proxy.fetch}), from the requested range on.  L{None}
+    when the blob is cached: it is served as any other.
+    """
+    if context.head.method == "HEAD":
+        if await repository.cached(digest) is not None:
+            return None
+        size = await repository.blob_size(digest)
+        if size is None:
+            # Upstream does not say: the size is known once it is cached.
+            fetched = await repository.blob(digest)
+            if isinstance(fetched, BlobFetch):
+                await fetched.result()
+            return None
+        byte_range = _requested_range(context.head.header("Range"), size)
+        status, length = _range_headers(byte_range, size, headers)
+        return Response(status, headers, stream=(None, length))
+    fetched = await repository.blob(digest)
+    if not isinstance(fetched, BlobFetch):
+        return None
+    size = fetched.size
+    if size is None:
+        # No Content-Length to announce: served once stored.
+        await fetched.result()
+        return None
+    byte_range = _requested_range(context.head.header("Range"), size)
+    status, length = _range_headers(byte_range, size, headers)
+    _notify_pull(context, digest, size)
+    start = byte_range[0] if byte_range is not None else 0
+    return Response(status, headers, stream=(await fetched.open_reader(start), length))
+
+
+def _range_headers(
+    byte_range: tuple[int, int] | None, size: int, headers: dict[str, str]
+) -> tuple[int, int]:
+    """The status and length for C{byte_range}, its C{Content-Range} added to C{headers}."""
+    if byte_range is None:
+        return 200, size
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return 206, end - start + 1
+
+
 async def delete_blob(context: RequestContext) -> Response:
     """Unlink a blob from the repository (202), when deletes are enabled."""
+    context.check_writable()
     if not context.app.registry.delete_enabled:
         raise UNSUPPORTED("deletes are disabled (storage.delete.enabled is false)")
-    context.check_writable()
     digest = context.match.digest
     assert digest is not None
     await context.repository.blobs.unlink(digest)

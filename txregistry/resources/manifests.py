@@ -171,9 +171,9 @@ async def delete_manifest(context: RequestContext) -> Response:
     C{DELETE}: by digest, remove the manifest and every tag pointing at it;
     by tag, remove only the tag (OCI 1.1).  202 either way.
     """
+    context.check_writable()
     if not context.app.registry.delete_enabled:
         raise UNSUPPORTED("deletes are disabled (storage.delete.enabled is false)")
-    context.check_writable()
     repository = context.repository
     name = context.match.name
     assert name is not None

@@ -14,6 +14,10 @@ without them gets the ordinary L{BlobStreamer}, and so does any TLS
 transport, even one that is a socket's descriptor with TLS inside (as
 Twisted's C{ssl:} endpoints make): the bytes must go through TLS.
 
+A file still being written (an L{IGrowingFileReader}: a pull-through
+cache's download) is sent up to what it holds, and the streamer waits for
+it to grow before it sends more.
+
 Each C{sendfile} runs in the thread pool, since a file not in the page
 cache blocks on the disk, on a duplicate of the socket's descriptor, so
 that a connection closed meanwhile can never let the number be reused under
@@ -33,7 +37,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from txregistry.interfaces import ILocalFileReader
+from txregistry.interfaces import IGrowingFileReader, ILocalFileReader
 from txregistry.threads import in_thread
 
 # The most one thread hop sends: enough to amortise the hop, small enough
@@ -91,6 +95,8 @@ class SendfileStreamer:
         self._transport = transport
         self._reader = reader
         self._file_fd, self._offset = reader.local_file()
+        self._growing = IGrowingFileReader(reader, None)
+        self._waiting = False
         self._remaining = length
         self._socket_fd = -1
         self._sending = False
@@ -131,10 +137,26 @@ class SendfileStreamer:
         if self._remaining == 0:
             self._finish(None)
             return
+        count = self._remaining
+        if self._growing is not None:
+            try:
+                count = min(count, self._growing.readable_end() - self._offset)
+            except Exception:
+                self._finish(Failure())
+                return
+            if count <= 0:
+                if not self._waiting:
+                    self._waiting = True
+                    self._growing.grown().addCallbacks(self._grew, self._finish)
+                return
         self._sending = True
-        in_thread(
-            _send, self._socket_fd, self._file_fd, self._offset, self._remaining
-        ).addCallbacks(self._sent, self._failed)
+        in_thread(_send, self._socket_fd, self._file_fd, self._offset, count).addCallbacks(
+            self._sent, self._failed
+        )
+
+    def _grew(self, _: object) -> None:
+        self._waiting = False
+        self.resumeProducing()
 
     def _sent(self, result: tuple[int, bool]) -> None:
         self._sending = False
