@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The benchmark command: installs what the benchmarks need (Debian packages,
 # the virtualenv), then runs bench/registry_bench.py with the given options
-# (e.g. --quick, --runs 5, --txregistry-args "--workers 2").
+# (e.g. --quick, --runs 5, --txregistry-args "--workers 2"); with `proxy` as
+# the first argument, bench/proxy_bench.py instead (e.g. `proxy --quick`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=registry_bench
+if [ "${1:-}" = proxy ]; then
+    bench=proxy_bench
+    shift
+fi
 # shellcheck source=scripts/debian.sh
 source scripts/debian.sh
 install_debian_packages docker-registry hey skopeo umoci
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh test
-exec .venv/bin/python bench/registry_bench.py "$@"
+exec .venv/bin/python "bench/$bench.py" "$@"
