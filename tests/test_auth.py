@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -25,7 +25,7 @@ from txregistry.auth.plugins import access_controller_factories
 from txregistry.auth.silly import SillyAccessControllerFactory
 from txregistry.config import ConfigError
 from txregistry.interfaces import Access, AuthRequest, IAccessController, Identity
-from txregistry.resources.app import _Outcome
+from txregistry.outcome import Outcome
 from txregistry.resources.routes import match_route
 from txregistry.testing.client import request
 
@@ -93,20 +93,31 @@ class OutcomeTests(SynchronousTestCase):
 
     def test_every_waiter_gets_the_result(self) -> None:
         source: Deferred[int] = Deferred()
-        outcome = _Outcome(source)
+        outcome = Outcome(source)
         early = outcome.wait()
         source.callback(7)
         self.assertEqual(self.successResultOf(early), 7)
         self.assertEqual(self.successResultOf(outcome.wait()), 7)
 
     def test_every_waiter_gets_the_failure(self) -> None:
-        outcome: _Outcome[int] = _Outcome(fail(ValueError("no")))
+        outcome: Outcome[int] = Outcome(fail(ValueError("no")))
         for _ in range(2):
             self.failureResultOf(outcome.wait(), ValueError)
 
+    def test_cancelling_a_wait_cancels_nothing_else(self) -> None:
+        """A waiter that gives up (its client left) leaves the source and the others alone."""
+        source: Deferred[int] = Deferred()
+        outcome = Outcome(source)
+        leaving, staying = outcome.wait(), outcome.wait()
+        leaving.cancel()
+        self.failureResultOf(leaving, CancelledError)
+        self.assertFalse(source.called)
+        source.callback(3)
+        self.assertEqual(self.successResultOf(staying), 3)
+
     def test_unwaited_failure_not_logged(self) -> None:
         """A failure nobody waits for is not an unhandled error."""
-        _Outcome(fail(ValueError("no")))
+        Outcome(fail(ValueError("no")))
         self.assertEqual(self.flushLoggedErrors(ValueError), [])
 
 

@@ -200,24 +200,18 @@ class ProxiedTags(TagStore):
 class ProxiedRepository(Repository):
     """A repository of the cache: its content comes from C{upstream}."""
 
+    manifest_store = ProxiedManifests
+    tag_store = ProxiedTags
+    manifests: ProxiedManifests
+    tags: ProxiedTags
+
     def __init__(self, registry: ProxyRegistry, name: str, upstream: _Upstream) -> None:
         super().__init__(registry, name)
         self.registry = registry
         self.upstream = upstream
-        manifests = ProxiedManifests(
-            registry.driver,
-            name,
-            self.blobs,
-            registry.parsed_manifests,
-            registry.url_policy,
-            registry.descriptor_cache,
-        )
-        manifests.upstream, manifests.registry = upstream, registry
-        self.manifests = manifests
-        tags = ProxiedTags(registry.driver, name)
-        tags.upstream, tags.manifests = upstream, manifests
-        tags.check_timeout = registry.proxy.check_timeout
-        self.tags = tags
+        self.manifests.upstream, self.manifests.registry = upstream, registry
+        self.tags.upstream, self.tags.manifests = upstream, self.manifests
+        self.tags.check_timeout = registry.proxy.check_timeout
 
     async def cached(self, digest: Digest) -> BlobDescriptor | None:
         """The blob, when linked here and its data is stored."""

@@ -15,7 +15,16 @@ from txregistry.registry.uploads import HashStates, Uploads, UploadTotals
 
 
 class Repository:
-    """One repository: its blobs, uploads in progress, manifests and tags."""
+    """
+    One repository: its blobs, uploads in progress, manifests and tags.
+
+    @cvar manifest_store: the class of its manifests (a pull-through cache's
+        repository has its own).
+    @cvar tag_store: the class of its tags.
+    """
+
+    manifest_store: type[ManifestStore] = ManifestStore
+    tag_store: type[TagStore] = TagStore
 
     def __init__(self, registry: Registry, name: str) -> None:
         self.name = name
@@ -23,7 +32,7 @@ class Repository:
         self.uploads = Uploads(
             registry.driver, self.blobs, registry.hash_states, registry.upload_totals
         )
-        self.manifests = ManifestStore(
+        self.manifests = self.manifest_store(
             registry.driver,
             name,
             self.blobs,
@@ -31,7 +40,7 @@ class Repository:
             registry.url_policy,
             registry.descriptor_cache,
         )
-        self.tags = TagStore(registry.driver, name)
+        self.tags = self.tag_store(registry.driver, name)
 
 
 class Registry:
