@@ -25,8 +25,9 @@ Errors
 A Deferred fails with one of the exceptions in L{txregistry.drivers.errors}:
 L{PathNotFoundError} for a missing path, L{InvalidPathError} for a path that
 breaks the rules above, L{InvalidOffsetError} for a negative reader offset,
-L{StorageUnavailableError} when the backend cannot be reached.  Any other
-exception is a bug in the driver.
+L{StorageUnavailableError} when the backend cannot be reached,
+L{StorageFullError} when a write finds no room left (a full filesystem, a
+spent quota).  Any other exception is a bug in the driver.
 """
 
 from __future__ import annotations

@@ -32,3 +32,15 @@ class InvalidOffsetError(StorageDriverError):
 
 class StorageUnavailableError(StorageDriverError):
     """The storage backend cannot be reached or refused the request."""
+
+
+class StorageFullError(StorageDriverError):
+    """
+    The storage has no room left for a write: the filesystem is full
+    (ENOSPC), or the registry's quota is spent (EDQUOT).  Reads still work;
+    writes may again once space is freed.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"no room to write {path}: {reason}")
+        self.path = path

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, check_parameters
-from txregistry.drivers.errors import PathNotFoundError
+from txregistry.drivers.errors import PathNotFoundError, StorageFullError
 from txregistry.drivers.tree_listing import Entry, ListingFailed, ListingProcesses, walk_files
 from txregistry.interfaces import (
     FileInfo,
@@ -42,6 +42,8 @@ DEFAULT_ROOT = "/var/lib/registry"
 # Atomic put_content writes a temporary file here, then renames it into place.
 # "~" is not legal in a driver path, so no driver path can name this folder.
 _TEMPORARY_FOLDER = "~tmp"
+# What a filesystem with no room left says: full, or the quota is spent.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 # How many entries one trip to the thread pool reads while walking.
 _WALK_READ_AHEAD = 2048
 # Listing a tree (IFileLister) is Python work on metadata the kernel has
@@ -89,7 +91,8 @@ def _in_thread(
 ) -> Deferred[T]:
     """
     Run C{work} in C{pool} (the storage pool unless given); a missing path
-    fails with L{PathNotFoundError}.
+    fails with L{PathNotFoundError}, a write that finds no room with
+    L{StorageFullError}.
     """
 
     def run() -> T:
@@ -97,6 +100,10 @@ def _in_thread(
             return work()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
             raise PathNotFoundError(path) from error
+        except OSError as error:
+            if error.errno in _NO_ROOM:
+                raise StorageFullError(path, error.strerror or str(error)) from error
+            raise
 
     return pool(run)
 
@@ -129,17 +136,21 @@ class FilesystemReader:
 
 @implementer(IFileWriter)
 class FilesystemWriter:
-    """Appends to one open file in the thread pool."""
+    """
+    Appends to one open file in the thread pool: the file of driver path
+    C{path}, at C{full_path} on disk.
+    """
 
-    def __init__(self, file: IO[bytes], full_path: str, size: int) -> None:
+    def __init__(self, file: IO[bytes], path: str, full_path: str, size: int) -> None:
         self._file = file
+        self._path = path
         self._full_path = full_path
         self.size = size
 
     def write(self, data: bytes) -> Deferred[None]:
         """See L{IFileWriter.write}."""
         self.size += len(data)
-        return in_thread(self._write_all, data)
+        return _in_thread(self._path, lambda: self._write_all(data))
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -149,7 +160,7 @@ class FilesystemWriter:
 
     def close(self) -> Deferred[None]:
         """See L{IFileWriter.close}."""
-        return in_thread(self._file.close)
+        return _in_thread(self._path, self._file.close)
 
     def commit(self) -> Deferred[None]:
         """See L{IFileWriter.commit}."""
@@ -159,7 +170,7 @@ class FilesystemWriter:
             os.fsync(self._file.fileno())
             self._file.close()
 
-        return in_thread(sync_and_close)
+        return _in_thread(self._path, sync_and_close)
 
     def cancel(self) -> Deferred[None]:
         """See L{IFileWriter.cancel}."""
@@ -261,7 +272,7 @@ class FilesystemDriver:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
                 file = open(full, "wb", buffering=0)
                 size = 0
-            return FilesystemWriter(file, full, size)
+            return FilesystemWriter(file, path, full, size)
 
         return _in_thread(path, open_for_writing)
 

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, DeferredLock, FirstError, gatherRes
 from twisted.python.failure import Failure
 
 from txregistry.digest import CANONICAL_ALGORITHM, Digest
-from txregistry.drivers.errors import PathNotFoundError
+from txregistry.drivers.errors import PathNotFoundError, StorageFullError
 from txregistry.errors import BLOB_UPLOAD_UNKNOWN, DIGEST_INVALID
 from txregistry.interfaces import FileInfo, IFileWriter, IStorageDriver
 from txregistry.registry import paths
@@ -194,7 +194,9 @@ class UploadAppender:
     async def close(self) -> None:
         """
         Flush, then close the driver's writer, keeping the bytes for a later
-        request; the running hash is kept for that request too.
+        request; the running hash is kept for that request too.  When the
+        storage was full, the upload is discarded instead: a chunk stored
+        in part cannot be resumed, and what it holds is given back.
 
         @raise Exception: the failure of a driver write, if one failed.
         """
@@ -210,6 +212,9 @@ class UploadAppender:
             self.session.uploads.hash_states.keep(
                 self.session.upload_id, self.hasher.name, self.writer.size, self.hasher
             )
+        except StorageFullError:
+            await self.session.discard()
+            raise
         finally:
             self.release()
 
@@ -295,6 +300,12 @@ class UploadSession:
         await self.uploads.hash_states.lock(self.upload_id)
         try:
             return await self._commit(expected)
+        except StorageFullError:
+            # The client starts over once space is freed; until then, the
+            # upload's bytes are given back (a blob already moved into
+            # place stays unlinked, for garbage collection).
+            await self.discard()
+            raise
         finally:
             self.uploads.hash_states.unlock(self.upload_id)
 
@@ -320,7 +331,7 @@ class UploadSession:
             else:
                 await driver.move(self._data_path, blob_path)
         await self.uploads.linked.link(expected)
-        await self._remove()
+        await self.discard()
         return BlobDescriptor(expected, self.size)
 
     async def cancel(self) -> None:
@@ -336,7 +347,8 @@ class UploadSession:
         finally:
             self.uploads.hash_states.forget(self.upload_id)
 
-    async def _remove(self) -> None:
+    async def discard(self) -> None:
+        """Delete what the upload stored, if anything is left (unlike L{cancel})."""
         self.uploads.hash_states.forget(self.upload_id)
         try:
             await self.uploads.driver.delete(paths.upload(self.repository, self.upload_id))
@@ -364,11 +376,16 @@ class Uploads:
         """Begin a new, empty upload."""
         upload_id = str(uuid.uuid4())
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        session = UploadSession(self, upload_id, started_at, 0)
         await self.driver.put_content(paths.upload_data(self.repository, upload_id), b"")
-        await self.driver.put_content(
-            paths.upload_started_at(self.repository, upload_id), started_at.encode("ascii")
-        )
-        return UploadSession(self, upload_id, started_at, 0)
+        try:
+            await self.driver.put_content(
+                paths.upload_started_at(self.repository, upload_id), started_at.encode("ascii")
+            )
+        except StorageFullError:
+            await session.discard()  # an empty file fits where its date does not
+            raise
+        return session
 
     async def resume(self, upload_id: str) -> UploadSession:
         """

@@ -23,7 +23,7 @@ from txregistry.auth.access import required_access
 from txregistry.config import Config
 from txregistry.debug.metrics import HTTPMetrics
 from txregistry.digest import Digest
-from txregistry.drivers.errors import StorageUnavailableError
+from txregistry.drivers.errors import StorageFullError, StorageUnavailableError
 from txregistry.errors import UNAVAILABLE, UNKNOWN, UNSUPPORTED, RegistryError
 from txregistry.events.event import RequestRecord
 from txregistry.events.notifier import Notifications
@@ -351,6 +351,13 @@ class RegistryApp:
                 response = _error_response(UNKNOWN())
             except RegistryError as error:
                 response = _error_response(error)
+            except StorageFullError as error:
+                # RFC 4918's 507: this write did not fit, while the registry
+                # is up (reads are served) and takes writes once space is
+                # freed.  OCI has no code for it: Distribution's UNAVAILABLE
+                # says "temporary", where UNKNOWN would say "a bug".
+                _log.warn("storage full: {error}", error=error)
+                response = _error_response(UNAVAILABLE("storage is full", status=507))
             except StorageUnavailableError as error:
                 _log.warn("storage unavailable: {error}", error=error)
                 response = _error_response(UNAVAILABLE())

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import re
 
+from twisted.logger import Logger
+
 from txregistry.auth.access import repository_access
 from txregistry.digest import CANONICAL_ALGORITHM, Digest
+from txregistry.drivers.errors import StorageFullError
 from txregistry.errors import (
     BLOB_UPLOAD_INVALID,
     DIGEST_INVALID,
@@ -29,6 +32,8 @@ from txregistry.registry.uploads import UploadAppender, UploadSession
 from txregistry.resources.app import BodyHandler, RequestContext, Response
 from txregistry.resources.streaming import UploadBody
 from txregistry.resources.upload_state import UploadState
+
+_log = Logger()
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?", re.ASCII)
 
@@ -144,9 +149,14 @@ async def prepare_write(context: RequestContext) -> UploadAppender:
 async def abort_write(context: RequestContext, appender: UploadAppender) -> None:
     """
     The client left before its body was complete: keep what arrived of a
-    chunk, so it can resume, and drop a monolithic upload.
+    chunk, so it can resume, and drop a monolithic upload (and any upload
+    that found the storage full, which its appender dropped).
     """
-    await appender.close()
+    try:
+        await appender.close()
+    except StorageFullError as error:
+        _log.warn("storage full, upload abandoned by its client: {error}", error=error)
+        return
     if context.head.method == "POST":
         await appender.session.cancel()
 
@@ -216,7 +226,7 @@ async def _finish_upload(context: RequestContext, monolithic: bool) -> Response:
         await appender.close()
     except Exception:
         if monolithic:
-            await appender.session.cancel()
+            await appender.session.discard()  # gone already if storage was full
         raise
     return await _created(context, await appender.session.commit(digest))
 
