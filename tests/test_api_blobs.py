@@ -85,6 +85,13 @@ def test_get_blob_stored_file_is_the_content(registry, repo, blob):
         ("bytes=0-", 0, 99),
         (" bytes=10-19 ", 10, 19),
         ("bytes=-" + "9" * 30, 0, 99),
+        # The unit is case-insensitive (RFC 9110 14.1).
+        ("BYTES=0-9", 0, 9),
+        ("Bytes=-3", 97, 99),
+        # More digits than int() reads (each was a 500).
+        ("bytes=0-" + "9" * 5000, 0, 99),
+        ("bytes=" + "0" * 5000 + "5-", 5, 99),
+        ("bytes=-" + "9" * 5000, 0, 99),
     ],
 )
 def test_get_range(registry, repo, pushed, header, start, end):
@@ -108,6 +115,8 @@ def test_get_range(registry, repo, pushed, header, start, end):
         "bytes=-0",
         "bytes=50-10",
         "bytes=" + "9" * 30 + "-",
+        "bytes=" + "9" * 5000 + "-",
+        "BYTES=100-",
     ],
 )
 def test_unsatisfiable_range(registry, repo, pushed, header):
@@ -305,6 +314,12 @@ def test_empty_blob(registry, repo):
     ranged = registry.request("GET", f"{repo}/blobs/{EMPTY}", headers={"Range": "bytes=0-"})
     _assert_error(ranged, 416, "RANGE_INVALID")
     assert ranged.header("Content-Range") == "bytes */0"
+    # A suffix range is satisfiable even then (RFC 9110 14.1.1), with no byte
+    # to send: the whole, empty, blob.
+    whole = registry.request("GET", f"{repo}/blobs/{EMPTY}", headers={"Range": "bytes=-10"})
+    assert whole.status == 200
+    assert whole.header("Content-Range") is None
+    assert whole.body == b""
 
 
 # -- deleting ----------------------------------------------------------------------

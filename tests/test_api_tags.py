@@ -152,6 +152,16 @@ def test_huge_n(images, repo, tagged):
     assert response.header("Link") is None
 
 
+def test_n_of_more_digits_than_int_reads(images, repo, tagged):
+    """Was a 500: int() reads no more than 4300 digits."""
+    response = images.tags("?n=" + "9" * 5000)
+    _assert_tags(response, repo, tagged)
+    assert response.header("Link") is None
+    response = images.tags("?n=" + "0" * 5000 + "2")
+    _assert_tags(response, repo, tagged[:2])
+    assert response.header("Link") == link_header(f"/v2/{repo}/tags/list?last={tagged[1]}&n=2")
+
+
 def test_unknown_repository(images, repo):
     response = images.tags()
     assert_error(response, 404, "NAME_UNKNOWN")

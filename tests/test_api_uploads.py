@@ -650,7 +650,8 @@ UNKNOWN_UPLOAD_REQUESTS = [
 
 @pytest.mark.parametrize(("method", "body", "params"), UNKNOWN_UPLOAD_REQUESTS)
 @pytest.mark.parametrize(
-    "upload_id", ["3f1c6e4e-0000-4000-8000-000000000000", "x", "x.y", "a..b", "_", "-"]
+    "upload_id",
+    ["3f1c6e4e-0000-4000-8000-000000000000", "x", "x.y", "a..b", "_", "-", "x" * 1000],
 )
 def test_unknown_upload(registry, repo, method, body, params, upload_id):
     params = dict(params)
@@ -1095,6 +1096,16 @@ def test_large_streamed_patch(start_registry):
             "RANGE_INVALID",
         ),
         ("PATCH", "", b"abc", {"Content-Range": "0-99999999999999999999999"}, 400, "SIZE_INVALID"),
+        # More digits than int() reads (each was a 500).
+        ("PATCH", "", b"abc", {"Content-Range": "0-" + "9" * 5000}, 400, "SIZE_INVALID"),
+        (
+            "PATCH",
+            "",
+            b"abc",
+            {"Content-Range": "9" * 5000 + "-" + "9" * 5001},
+            416,
+            "RANGE_INVALID",
+        ),
         # Header bytes that are not UTF-8 (http.client sends str as Latin-1).
         ("PATCH", "", b"abc", {"Content-Range": "\u00e9-\u00e9"}, 416, "RANGE_INVALID"),
         ("PATCH", "", b"abc", {"Content-Range": "0-\u00b2"}, 416, "RANGE_INVALID"),

@@ -59,6 +59,7 @@ from txregistry.config.notifications import (
 from txregistry.config.proxy import ProxyConfig, Remote
 from txregistry.config.redis import RedisConfig, RedisPoolConfig, RedisTLSConfig
 from txregistry.config.sections import SCHEMA, SECTIONS
+from txregistry.configured import read_config
 from txregistry.drivers.plugins import driver_factories
 from txregistry.logs import log_level, observer_factory
 
@@ -173,6 +174,10 @@ class DocumentTests(ConfigTestCase):
         self.assertEqual(config.http.addr, ":5000")
         self.assertEqual(config.http.prefix, "/")
         self.assertEqual(config.catalog_max_entries, 1000)
+        # Ours: Distribution's server has no connection timeouts.
+        http = config.http
+        timeouts = (http.idle_timeout, http.read_header_timeout, http.body_timeout)
+        self.assertEqual(timeouts, (60.0, 20.0, 60.0))
 
     def test_driver_without_parameters(self) -> None:
         """A driver named with no parameters at all (YAML null) has none."""
@@ -210,6 +215,9 @@ class DocumentTests(ConfigTestCase):
                   secret: s3cret
                   relativeurls: true
                   draintimeout: 1m30s
+                  idletimeout: 2m
+                  readheadertimeout: 5s
+                  bodytimeout: 0
                   headers: {X-One: single}
                 catalog: {maxentries: 10}
                 """
@@ -222,6 +230,9 @@ class DocumentTests(ConfigTestCase):
         self.assertEqual(config.http.secret, "s3cret")
         self.assertTrue(config.http.relative_urls)
         self.assertEqual(config.http.drain_timeout, 90.0)
+        self.assertEqual(config.http.idle_timeout, 120.0)
+        self.assertEqual(config.http.read_header_timeout, 5.0)
+        self.assertIsNone(config.http.body_timeout)  # 0: disabled
         self.assertEqual(config.http.headers, {"X-One": ["single"]})
         self.assertEqual(config.catalog_max_entries, 10)
 
@@ -336,6 +347,24 @@ class EnvironmentTests(ConfigTestCase):
         self.assertEqual(error.key, "REGISTRY_HTTP_ADDR")
         self.assertIn("YAML", error.problem)
 
+    def test_unloadable_yaml_value(self) -> None:
+        """
+        A value PyYAML parses but cannot build, or nests past Python's
+        recursion, is named by its variable (each was a traceback).
+        """
+        for value in (
+            "2001-13-45",
+            "!!int x",
+            "!!float x",
+            "!!bool x",
+            "!!timestamp x",
+            "1" * 5000,
+            "[" * 5000 + "]" * 5000,
+        ):
+            error = self.error(MINIMAL, REGISTRY_HTTP_ADDR=value)
+            self.assertEqual(error.key, "REGISTRY_HTTP_ADDR", value[:20])
+            self.assertIn("YAML", error.problem)
+
     def test_override_refused_section(self) -> None:
         """Overrides are checked like the file: a refused key is refused, saying why."""
         error = self.error(MINIMAL, REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE="/le")
@@ -375,6 +404,11 @@ class EmptyValueTests(ConfigTestCase):
         )
         self.assertEqual(config.catalog_max_entries, 1000)
         self.assertEqual(config.storage.blob_descriptor_cache_size, 10000)
+
+    def test_empty_address(self) -> None:
+        """C{http.addr} set to nothing listens where it would when unset (was a TypeError)."""
+        config = load(MINIMAL + "http:\n  addr:\n")
+        self.assertEqual((config.http.addr, config.http.endpoint), (":5000", "tcp:5000"))
 
 
 class MaintenanceTests(ConfigTestCase):
@@ -455,6 +489,7 @@ class MistakeTests(ConfigTestCase):
             ("http: {addr: 5000}\n", "http.addr"),
             ("http: {relativeurls: maybe}\n", "http.relativeurls"),
             ("http: {draintimeout: soon}\n", "http.draintimeout"),
+            ("http: {readheadertimeout: soon}\n", "http.readheadertimeout"),
             ("http: {headers: [X-One]}\n", "http.headers"),
             ("http: {headers: {X-One: [1, 2]}}\n", "http.headers.X-One"),
             ("http: []\n", "http"),
@@ -563,6 +598,43 @@ class MistakeTests(ConfigTestCase):
         self.assertIn("is not valid YAML at line 6, column 4", error.problem)
         error = self.error("version: 0.1\n\tstorage: x\n")
         self.assertIn("line 2", error.problem)
+
+    def test_unloadable_yaml(self) -> None:
+        """
+        A file PyYAML parses but cannot build a value of, or that nests past
+        Python's recursion, is named (each was a traceback).
+        """
+        for text in (
+            MINIMAL + "http: {secret: 2001-13-45}\n",
+            MINIMAL + "http: {secret: !!int x}\n",
+            MINIMAL + "catalog: {maxentries: " + "1" * 5000 + "}\n",
+            MINIMAL + "log: {fields: " + "[" * 5000 + "]" * 5000 + "}\n",
+        ):
+            error = self.error(text)
+            self.assertEqual(error.key, "configuration", text[-40:])
+            self.assertIn("is not valid YAML", error.problem)
+
+    def test_durations_out_of_range(self) -> None:
+        """
+        A duration longer than Go's can be (292 years) is named: as an
+        integer past 10**308 it was an OverflowError; as text, infinity.
+        """
+        for value in ("1" + "0" * 400, str(2**63), "9" * 400 + "h", "2562048h"):
+            error = self.error(MINIMAL + f"http: {{draintimeout: {value}}}\n")
+            self.assertEqual(error.key, "http.draintimeout", value[:20])
+        config = load(MINIMAL + "http: {draintimeout: 2562047h}\n")
+        self.assertEqual(config.http.drain_timeout, 2562047 * 3600.0)
+
+    def test_url_patterns_that_do_not_compile(self) -> None:
+        """
+        A foreign layer URL pattern C{re} cannot compile is named, whatever
+        C{re} raises (an OverflowError, a RecursionError, were tracebacks).
+        """
+        for pattern in ("a{4294967296}", "(" * 2000 + ")" * 2000, "("):
+            error = self.error(
+                MINIMAL + f"validation: {{manifests: {{urls: {{deny: ['x', '{pattern}']}}}}}}\n"
+            )
+            self.assertEqual(error.key, "validation.manifests.urls.deny[1]", pattern[:20])
 
 
 class HealthSectionTests(ConfigTestCase):
@@ -681,6 +753,8 @@ class HealthSectionTests(ConfigTestCase):
             ("health: {tcp: [{addr: 'localhost:'}]}", "health.tcp[0].addr"),
             ("health: {tcp: [{addr: 'localhost:0'}]}", "health.tcp[0].addr"),
             ("health: {tcp: [{addr: 'localhost:70000'}]}", "health.tcp[0].addr"),
+            # More digits than int() reads (was a ValueError).
+            ("health: {tcp: [{addr: 'a:" + "0" * 4301 + "'}]}", "health.tcp[0].addr"),
             ("health: {tcp: [{addr: '::1:80'}]}", "health.tcp[0].addr"),
             ("health: {tcp: [{addr: 'a:1', interval: -3}]}", "health.tcp[0].interval"),
             ("health: {tcp: [{addr: 'a:1'}, {addr: 'a:1'}]}", "health.tcp[1].addr"),
@@ -1297,6 +1371,8 @@ class RedisSectionTests(ConfigTestCase):
             ("{addr: [a]}", "redis.addr"),
             ("{addr: 'redis:port'}", "redis.addr"),
             ("{addr: 'redis:70000'}", "redis.addr"),
+            # More digits than int() reads (was a ValueError).
+            ("{addr: 'redis:" + "9" * 5000 + "'}", "redis.addr"),
             ("{addr: 'redis:0'}", "redis.addr"),
             ("{addr: ':6379'}", "redis.addr"),
             ("{addr: '::1'}", "redis.addr"),
@@ -1766,6 +1842,19 @@ class StructureTests(SynchronousTestCase):
         self.assertIn("yaml", imported)
         heavy = {name for name in imported if name.split(".")[0] in ("twisted", "botocore")}
         self.assertEqual(heavy, set())
+
+
+class ReadConfigTests(SynchronousTestCase):
+    """L{read_config} reads the file it is given."""
+
+    def test_not_utf8(self) -> None:
+        """A file that is not UTF-8 (a Latin-1 comment) is named (was a UnicodeDecodeError)."""
+        path = os.path.join(temporary_directory(self, "txregistry-config-"), "latin1.yml")
+        with open(path, "wb") as file:
+            file.write(MINIMAL.encode("ascii") + b"# caf\xe9\n")
+        error = self.assertRaises(ConfigError, read_config, path)
+        self.assertEqual(error.key, path)
+        self.assertIn("not UTF-8", error.problem)
 
 
 class ProcessTests(SynchronousTestCase):

@@ -50,6 +50,17 @@ class FilesystemDriverTests(DriverTestsMixin, TestCase):
             await self.driver.get_content("/suite/theirs/file"), b"written by another registry"
         )
 
+    async def test_name_too_long(self) -> None:
+        """
+        A path with a segment longer than the file system allows (an upload
+        id a client made up) is not found, rather than an unexpected error.
+        """
+        path = self.tree() + "/" + "x" * 1000 + "/startedat"
+        with self.assertRaises(PathNotFoundError):
+            await self.driver.get_content(path)
+        with self.assertRaises(PathNotFoundError):
+            await self.driver.stat(path)
+
     async def test_temporary_folder_hidden(self) -> None:
         """The temporary folder atomic puts use is neither listed nor walked."""
         path = self.tree() + "/file"

@@ -295,6 +295,15 @@ def test_media_type_refused(document, content_type, words):
         (_bytes(_index(manifests=[CHILD, None])), "manifests[1]"),
         (_bytes(_index(manifests=[dict(CHILD, platform="linux")])), "manifests[0].platform"),
         (_bytes(_index(manifests=[dict(CHILD, size=-1)])), "manifests[0].size"),
+        # Strict JSON, as Go reads it; each of these was accepted, then a 500
+        # (RecursionError; orjson refusing to encode the event's references).
+        (b"[" * 100_000, "JSON"),
+        (b'{"config":' * 100_000, "JSON"),
+        (_bytes(_image(layers=[dict(LAYER, mediaType="a\ud800")])), "JSON"),
+        (_bytes(_image(annotations={"a": "\udc00"})), "JSON"),
+        (_bytes(_image(layers=[dict(LAYER, size=2**64)])), "layers[0].size"),
+        (_bytes(_image(config=dict(CONFIG, size=10**400))), "JSON"),
+        (_bytes(_image(platform={"x": float("nan")})), "JSON"),
     ],
 )
 def test_invalid_structure(content, where):
@@ -373,6 +382,19 @@ def test_patterns_search_anywhere():
     assert policy.permits("https://cdn.example.com/l")
     assert policy.permits("https://other.test/?mirror=example.com")
     assert not policy.permits("https://example.com/evil/l")
+
+
+def test_patterns_with_flags():
+    """
+    Each pattern may set its own flags: joined into one pattern, as they
+    were, a second pattern's (?i) was a re.error at start-up.
+    """
+    allow = [r"^https://a\.example/", r"(?i)^https://B\.example/"]
+    policy = URLPolicy.from_config(False, allow, [r"(?i)\.EXE$"])
+    assert policy.permits("https://a.example/l.tgz")
+    assert policy.permits("https://b.example/l.tgz")
+    assert not policy.permits("https://A.example/l.tgz")
+    assert not policy.permits("https://a.example/tool.exe")
 
 
 def test_allow_list_without_deny_list():

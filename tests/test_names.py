@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 
 from txregistry.digest import Digest
 from txregistry.errors import DIGEST_INVALID, NAME_INVALID, UNSUPPORTED, RegistryError
 from txregistry.names import check_repository_name
-from txregistry.resources.routes import match_route
+from txregistry.resources.routes import RequestHead, match_route
 
 HEX256 = hashlib.sha256(b"layer").hexdigest()
 HEX512 = hashlib.sha512(b"layer").hexdigest()
@@ -243,3 +244,22 @@ class RouteTests(SynchronousTestCase):
             ("foo/Bar/blobs/uploads/abc", "PATCH"),
         ]:
             self.assert_error(path, method, NAME_INVALID, 400)
+
+
+class RequestHeadTests(SynchronousTestCase):
+    """L{RequestHead.parse} finds the path below /v2/ in a request target."""
+
+    def test_path_and_query(self) -> None:
+        head = RequestHead.parse(b"get", b"/registry/v2/foo/tags/list?n=1", Headers(), "/registry/")
+        self.assertEqual((head.method, head.path), ("GET", "foo/tags/list"))
+        self.assertEqual(head.query, {"n": ["1"]})
+        self.assertIsNone(RequestHead.parse(b"GET", b"/v1/foo", Headers(), "/").path)
+
+    def test_authority_that_does_not_split(self) -> None:
+        """
+        A target whose authority urlsplit refuses (an unclosed IPv6
+        address) is for no endpoint: it was a ValueError, a 500.
+        """
+        for uri in (b"//[", b"//[/v2/", b"http://[::1/v2/_catalog", b"//a]/v2/"):
+            head = RequestHead.parse(b"GET", uri, Headers(), "/")
+            self.assertEqual((head.method, head.path, head.query), ("GET", None, {}), uri)

@@ -30,6 +30,10 @@ def read_config(path: str | None) -> Config:
             raise ConfigError(
                 path, f"cannot read the configuration file: {error.strerror}"
             ) from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                path, f"the configuration file is not UTF-8 text: {error.reason}"
+            ) from None
     return load_config(
         text,
         known_drivers=driver_factories(),

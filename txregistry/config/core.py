@@ -10,6 +10,7 @@ build its typed value; L{txregistry.config.sections} registers them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -181,17 +182,31 @@ def check(path: str, value: Any, schema: Schema, warn: Callable[[str], None]) ->
             raise ConfigError(key_path, f"must be {_type_name(kind)}")
 
 
+# Go's durations are 64-bit counts of nanoseconds: about 292 years at most.
+_LONGEST_DURATION = (2**63 - 1) / 1e9
+
+
 def parse_duration(key: str, value: Any) -> float:
-    """Seconds in a Go duration string, or in a number of nanoseconds."""
+    """
+    Seconds in a Go duration string, or in a number of nanoseconds.
+
+    @raise ConfigError: naming C{key}, for anything else, and for a duration
+        longer than Go's can be.
+    """
     if isinstance(value, int):
-        return value / 1e9
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    if not isinstance(value, str) or not _DURATION.fullmatch(value):
+        # Checked before dividing: a float holds no integer past 10**308.
+        seconds = value / 1e9 if abs(value) < 2**63 else math.inf
+    elif isinstance(value, str) and _DURATION.fullmatch(value):
+        units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+        seconds = sum(
+            float(number) * units[unit]
+            for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+        )
+    else:
         raise ConfigError(key, 'must be a duration such as "10s"')
-    return sum(
-        float(number) * units[unit]
-        for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
-    )
+    if abs(seconds) > _LONGEST_DURATION:
+        raise ConfigError(key, "is longer than a duration can be (about 292 years)")
+    return seconds
 
 
 def as_mapping(value: Any) -> Mapping[str, Any]:
@@ -204,6 +219,12 @@ def as_mapping(value: Any) -> Mapping[str, Any]:
 # Names the config file, as for Distribution; not an override.
 CONFIGURATION_PATH_VARIABLE = "REGISTRY_CONFIGURATION_PATH"
 
+# What yaml.safe_load raises for text that is not YAML it can load: not
+# only YAMLError, but ValueError, KeyError or AttributeError for a scalar it
+# parses and cannot build (a 13th month, "!!int x", more digits than int()
+# reads) and RecursionError for deep nesting.
+_YAML_FAILURES = (yaml.YAMLError, ValueError, LookupError, AttributeError, RecursionError)
+
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
     """
@@ -215,7 +236,7 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     """
     try:
         document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+    except _YAML_FAILURES as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(source, f"is not valid YAML{where}") from None
@@ -243,7 +264,7 @@ def apply_overrides(
             raise ConfigError(variable, "is not a configuration key")
         try:
             value = yaml.safe_load(environ[variable])
-        except yaml.YAMLError as error:
+        except _YAML_FAILURES as error:
             raise ConfigError(variable, f"is not valid YAML: {error}") from None
         target: dict[str, Any] = document
         kind: Any = schema

@@ -151,7 +151,8 @@ def _uri(key: str, value: Any) -> str:
 def _address(key: str, value: Any) -> tuple[str, str, int]:
     """C{addr}, its host and its port: C{host:port} or C{[v6 address]:port}."""
     addr = _required(key, value, "the host and port to connect to")
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", addr)
+    # A port has at most five digits (and int() reads no more than 4300).
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", addr)
     if match is None:
         raise ConfigError(key, "must be host:port (an IPv6 address in brackets)")
     host = match.group(1) or match.group(3)

@@ -23,10 +23,32 @@ from txregistry.config.core import (
 )
 from txregistry.config.tls import TLS_SCHEMA, TLSConfig, build_tls
 
+# The connection timeouts' defaults, in seconds.  Idle: Twisted's own (nginx
+# keeps 75 s).  Headers: a request line and headers fit in one or two
+# segments; 20 s leaves room for several retransmissions on a bad link
+# (Apache's mod_reqtimeout allows 20 s to 40 s).  Body: nginx's
+# client_body_timeout, the same "between two reads" measure.
+IDLE_TIMEOUT = 60.0
+READ_HEADER_TIMEOUT = 20.0
+BODY_TIMEOUT = 60.0
+
 
 @dataclass(frozen=True)
 class HTTPConfig:
-    """The C{http} section."""
+    """
+    The C{http} section.
+
+    The three connection timeouts are ours (Distribution sets none on its
+    server); L{None} when disabled (configured as 0):
+
+    @ivar idle_timeout: C{http.idletimeout}: how long a connection may wait
+        between requests.
+    @ivar read_header_timeout: C{http.readheadertimeout}: how long the
+        request line and headers may take to arrive, from the first byte (from
+        the connection's opening for its first request), however they trickle.
+    @ivar body_timeout: C{http.bodytimeout}: how long a request body may go
+        without a byte from the client, while the registry is reading it.
+    """
 
     addr: str = ":5000"
     net: str = "tcp"
@@ -36,6 +58,9 @@ class HTTPConfig:
     relative_urls: bool = False
     headers: Mapping[str, list[str]] = field(default_factory=dict)
     drain_timeout: float = 0.0
+    idle_timeout: float | None = IDLE_TIMEOUT
+    read_header_timeout: float | None = READ_HEADER_TIMEOUT
+    body_timeout: float | None = BODY_TIMEOUT
     endpoint: str = "tcp:5000"
     tls: TLSConfig | None = None
     debug: DebugConfig | None = None
@@ -117,6 +142,12 @@ def _debug(value: Any) -> DebugConfig | None:
     )
 
 
+def _timeout(http: Mapping[str, Any], key: str, default: float) -> float | None:
+    """A connection timeout in seconds, or L{None} when configured as 0."""
+    seconds = parse_duration(f"http.{key}", http[key]) if key in http else default
+    return seconds or None
+
+
 def _build(value: Any, context: BuildContext) -> HTTPConfig:
     """
     The typed C{http} section.
@@ -134,7 +165,9 @@ def _build(value: Any, context: BuildContext) -> HTTPConfig:
     host = http.get("host")
     if host is not None and not re.match(r"^https?://[^/]+", host):
         raise ConfigError("http.host", "must be an absolute URL such as https://registry.example")
-    addr = http.get("addr", ":5000")
+    addr = http.get("addr")
+    if addr is None:  # not set, or set to nothing
+        addr = ":5000"
     return HTTPConfig(
         addr=addr,
         endpoint=endpoint_description(addr, net),
@@ -145,6 +178,9 @@ def _build(value: Any, context: BuildContext) -> HTTPConfig:
         relative_urls=bool(http.get("relativeurls", False)),
         headers=_headers(http.get("headers") or {}),
         drain_timeout=parse_duration("http.draintimeout", http.get("draintimeout", 0)),
+        idle_timeout=_timeout(http, "idletimeout", IDLE_TIMEOUT),
+        read_header_timeout=_timeout(http, "readheadertimeout", READ_HEADER_TIMEOUT),
+        body_timeout=_timeout(http, "bodytimeout", BODY_TIMEOUT),
         tls=build_tls(http.get("tls")),
         debug=_debug(http.get("debug")),
     )
@@ -160,6 +196,9 @@ SECTION = Section(
         "secret": str,
         "relativeurls": bool,
         "draintimeout": Duration,
+        "idletimeout": Duration,
+        "readheadertimeout": Duration,
+        "bodytimeout": Duration,
         "headers": AnyMapping,
         "http2": {"disabled": bool},
         "h2c": Ignored("h2c is not implemented; HTTP/1.1 is served"),

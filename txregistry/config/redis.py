@@ -132,7 +132,8 @@ _SCHEMA: Schema = {
     "tls": _TLS_SCHEMA,
 }
 
-_ADDR = re.compile(r"(?:\[(?P<v6>[^\[\]\s/]+)\]|(?P<host>[^:\[\]\s/]+))(?::(?P<port>\d+))?")
+# A port has at most five digits (and int() reads no more than 4300).
+_ADDR = re.compile(r"(?:\[(?P<v6>[^\[\]\s/]+)\]|(?P<host>[^:\[\]\s/]+))(?::(?P<port>\d{1,5}))?")
 
 
 def _host_port(key: str, addr: str) -> tuple[str, int]:

@@ -41,7 +41,9 @@ def _build(value: Any, context: BuildContext) -> ValidationConfig:
         for index, pattern in enumerate(urls.get(key) or []):
             try:
                 re.compile(pattern)
-            except re.error as error:
+            # re.compile raises OverflowError for a repetition past its
+            # limit (a{4294967296}), RecursionError for deep nesting.
+            except (re.error, OverflowError, RecursionError) as error:
                 raise ConfigError(
                     f"validation.manifests.urls.{key}[{index}]",
                     f"is not a regular expression: {error}",

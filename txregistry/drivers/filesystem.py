@@ -84,6 +84,36 @@ def _remove_folder(folder: str) -> None:
     _remove_tree(folder)
 
 
+def _sync_folder(folder: str) -> None:
+    """Make C{folder}'s entries durable: a file renamed into it, a folder made in it."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _make_folders(folder: str, sync: bool) -> None:
+    """
+    Create C{folder} and what is missing above it.  When C{sync}, each new
+    folder's entry in its parent is made durable as well: a file synced
+    into a folder whose own entry is lost is lost with it.
+    """
+    if not sync:
+        os.makedirs(folder, exist_ok=True)
+        return
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for new in reversed(missing):
+        try:
+            os.mkdir(new)
+        except FileExistsError:
+            pass  # made meanwhile, by another request
+        _sync_folder(os.path.dirname(new))
+
+
 def _in_thread(
     path: str,
     work: Callable[[], T],
@@ -101,6 +131,10 @@ def _in_thread(
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
             raise PathNotFoundError(path) from error
         except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:
+                # No file can have that name (an upload id a client made
+                # up): none is there, as for a name that could exist.
+                raise PathNotFoundError(path) from error
             if error.errno in _NO_ROOM:
                 raise StorageFullError(path, error.strerror or str(error)) from error
             raise
@@ -191,12 +225,18 @@ class FilesystemDriver:
     Stores each driver path as a file under C{root}.
 
     @param root: the root directory; created when missing.
+    @param fsync: whether what becomes visible is made durable first: a
+        file's bytes are synced before it is renamed or moved into place,
+        and the folder it lands in after (Distribution never syncs, and
+        a process that is killed loses nothing the kernel was given; a
+        machine that loses power does).
     """
 
     name = "filesystem"
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, fsync: bool = False) -> None:
         self.root = os.path.abspath(root)
+        self.fsync = fsync
 
     def _full(self, path: str) -> str:
         return self.root if path == "/" else self.root + path
@@ -237,9 +277,14 @@ class FilesystemDriver:
             try:
                 with open(temporary, "wb") as file:
                     file.write(content)
+                    if self.fsync:
+                        file.flush()
+                        os.fsync(file.fileno())
                 full = self._full(path)
-                os.makedirs(os.path.dirname(full), exist_ok=True)
+                _make_folders(os.path.dirname(full), self.fsync)
                 os.replace(temporary, full)
+                if self.fsync:
+                    _sync_folder(os.path.dirname(full))
             finally:
                 if os.path.exists(temporary):
                     os.unlink(temporary)
@@ -312,8 +357,17 @@ class FilesystemDriver:
             if not os.path.exists(full_source):
                 raise FileNotFoundError(errno.ENOENT, "no such file", full_source)
             full_dest = self._full(dest)
-            os.makedirs(os.path.dirname(full_dest), exist_ok=True)
+            if self.fsync:
+                # A committed upload's bytes: written without syncing.
+                descriptor = os.open(full_source, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+            _make_folders(os.path.dirname(full_dest), self.fsync)
             os.replace(full_source, full_dest)
+            if self.fsync:
+                _sync_folder(os.path.dirname(full_dest))
 
         return _in_thread(source, move)
 
@@ -471,17 +525,21 @@ class FilesystemDriverFactory:
     def create(self, parameters: Mapping[str, Any]) -> IStorageDriver:
         """
         Accepts C{rootdirectory} (default C{/var/lib/registry}, as
-        Distribution) and C{maxthreads} (at least 25, default 100).
+        Distribution), C{maxthreads} (at least 25, default 100) and, ours,
+        C{fsync} (default false, as Distribution, which never syncs; see
+        L{FilesystemDriver}).
         """
         check_parameters(
-            "storage.filesystem", parameters, {"rootdirectory": str, "maxthreads": int}
+            "storage.filesystem",
+            parameters,
+            {"rootdirectory": str, "maxthreads": int, "fsync": bool},
         )
         root = parameters.get("rootdirectory", DEFAULT_ROOT)
         max_threads = parameters.get("maxthreads", 100)
         if max_threads < 25:
             raise ConfigError("storage.filesystem.maxthreads", "must be at least 25")
         set_pool_size(max_threads)
-        return FilesystemDriver(root)
+        return FilesystemDriver(root, fsync=parameters.get("fsync", False))
 
 
 implementer(IStorageDriverFactory)(FilesystemDriverFactory)

@@ -8,10 +8,11 @@ stored is the manifest store's business.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from txregistry.digest import Digest
 from txregistry.errors import MANIFEST_INVALID, RegistryError
@@ -214,8 +215,11 @@ def parse_manifest(content: bytes, content_type: str | None = None) -> Manifest:
     if len(content) > MAX_MANIFEST_SIZE:
         raise _invalid(f"manifest is larger than {MAX_MANIFEST_SIZE} bytes")
     try:
-        document = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+        # Strict JSON, as Go reads it: no NaN, no lone surrogate (which the
+        # events' encoder refuses), an integer past 64 bits read as a float
+        # (so as no size), and nesting bounded rather than a RecursionError.
+        document = orjson.loads(content)
+    except orjson.JSONDecodeError:
         raise _invalid("manifest is not valid JSON") from None
     if not isinstance(document, dict):
         raise _invalid("manifest must be a JSON object")

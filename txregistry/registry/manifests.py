@@ -50,17 +50,23 @@ class URLPolicy:
     http(s) URL.
     """
 
-    allow: re.Pattern[str] | None
-    deny: re.Pattern[str] | None
+    allow: tuple[re.Pattern[str], ...] | None
+    deny: tuple[re.Pattern[str], ...] | None
 
     @classmethod
     def from_config(cls, disabled: bool, allow: list[str], deny: list[str]) -> URLPolicy:
-        """As Distribution builds it: enabled with no allow list allows nothing."""
+        """
+        As Distribution builds it: enabled with no allow list allows nothing;
+        a URL is allowed when an allow pattern matches and no deny pattern
+        does.  Distribution joins each list into one pattern with C{|};
+        each is compiled alone here, since C{re} refuses a pattern's flags
+        (C{(?i)}) once they are not at the start of the whole.
+        """
         if disabled:
             return cls(None, None)
         return cls(
-            re.compile("|".join(allow) if allow else "^$"),
-            re.compile("|".join(deny)) if deny else None,
+            tuple(re.compile(pattern) for pattern in allow),
+            tuple(re.compile(pattern) for pattern in deny) or None,
         )
 
     def permits(self, url: str) -> bool:
@@ -71,9 +77,9 @@ class URLPolicy:
             return False
         if parts.scheme not in ("http", "https") or parts.fragment:
             return False
-        if self.allow is not None and not self.allow.search(url):
+        if self.allow is not None and not any(pattern.search(url) for pattern in self.allow):
             return False
-        return not (self.deny is not None and self.deny.search(url))
+        return not (self.deny is not None and any(pattern.search(url) for pattern in self.deny))
 
 
 class ParsedManifests:
@@ -326,10 +332,14 @@ class TagStore:
             raise MANIFEST_UNKNOWN(f"unknown tag {tag}") from None
 
     async def tag(self, tag: str, digest: Digest) -> None:
-        """Point C{tag} at C{digest}."""
+        """
+        Point C{tag} at C{digest}: its current link first, then its history,
+        so that a crash in between leaves a tag that resolves, never a tag
+        folder without a current link (listed, yet unknown).
+        """
         link = paths.link_content(digest)
-        await self.driver.put_content(paths.tag_index_link(self.repository, tag, digest), link)
         await self.driver.put_content(paths.tag_current_link(self.repository, tag), link)
+        await self.driver.put_content(paths.tag_index_link(self.repository, tag, digest), link)
 
     async def untag(self, tag: str) -> None:
         """
@@ -337,6 +347,12 @@ class TagStore:
 
         @raise RegistryError: MANIFEST_UNKNOWN for an unknown tag.
         """
+        # The history first: a crash in between leaves the tag whole, as it
+        # resolves; the folder's delete is then as short as it can be.
+        try:
+            await self.driver.delete(f"{paths.tag(self.repository, tag)}/index")
+        except PathNotFoundError:
+            pass
         try:
             await self.driver.delete(paths.tag(self.repository, tag))
         except PathNotFoundError:

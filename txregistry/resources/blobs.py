@@ -15,7 +15,21 @@ from txregistry.proxy.registry import ProxiedRepository
 from txregistry.registry import paths
 from txregistry.resources.app import RequestContext, Response
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII)
+# Range units are case-insensitive (RFC 9110 14.1).
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
+
+# Past the end of any blob or upload (sizes are below 2**63).
+_FAR = 10**19
+
+
+def byte_position(digits: str) -> int:
+    """
+    The byte position ASCII C{digits} say (in C{Range}, C{Content-Range}):
+    its value, or, for one of more than 19 digits, a position past any end,
+    which compares as the value would; int() refuses more than 4300 digits.
+    """
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) < 20 else _FAR
 
 
 def _requested_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -38,12 +52,16 @@ def _requested_range(header: str | None, size: int) -> tuple[int, int] | None:
         headers={"Content-Range": f"bytes */{size}"},
     )
     if not first:
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+        suffix = byte_position(last)
+        if suffix == 0:
             raise unsatisfiable
+        if size == 0:
+            # Satisfiable (RFC 9110 14.1.1), but there is no byte to send:
+            # the whole, empty, blob it is.
+            return None
         return max(size - suffix, 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = byte_position(first)
+    end = byte_position(last) if last else size - 1
     if start >= size or end < start:
         raise unsatisfiable
     return start, min(end, size - 1)

@@ -184,7 +184,9 @@ async def delete_manifest(context: RequestContext) -> Response:
         return Response(202)
     digest = context.match.digest
     assert digest is not None
-    await repository.manifests.delete(digest)
+    await repository.manifests.get(digest)  # MANIFEST_UNKNOWN before anything changes
+    # The tags first: a crash half-way leaves the manifest with fewer tags,
+    # never a tag naming a manifest that is gone.
     untagged = []
     for tag in await repository.tags.pointing_at(digest):
         try:
@@ -192,6 +194,7 @@ async def delete_manifest(context: RequestContext) -> Response:
         except Exception:
             continue  # removed meanwhile
         untagged.append(tag)
+    await repository.manifests.delete(digest)
     # The manifest's delete, then one for each tag it took along, as
     # Distribution sends them.
     await context.notify(DELETE, deletion_target(name, digest), durable=True)

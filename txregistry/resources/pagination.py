@@ -12,6 +12,9 @@ from typing import Any
 from txregistry.errors import PAGINATION_NUMBER_INVALID
 from txregistry.resources.app import RequestContext
 
+# What an n of more than 18 digits says: more than any list holds.
+_MORE_THAN_ANY = 10**18
+
 
 def page_of(
     context: RequestContext,
@@ -38,7 +41,9 @@ def page_of(
         # ASCII digits only: str.isdigit() takes "²", which int() refuses.
         if not (count_text.isascii() and count_text.isdigit()):
             raise PAGINATION_NUMBER_INVALID({"n": count_text})
-        count = int(count_text)
+        digits = count_text.lstrip("0") or "0"
+        # Not int() whatever the length: it reads no more than 4300 digits.
+        count = int(digits) if len(digits) <= 18 else _MORE_THAN_ANY
         if maximum is not None and count > maximum:
             raise PAGINATION_NUMBER_INVALID({"n": count, "maximum": maximum})
     if maximum is not None and count is not None:

@@ -154,10 +154,15 @@ class RequestHead:
 
         @param prefix: the configured C{http.prefix}, ending with C{/}.
         """
-        parts = urlsplit(uri.decode("latin-1"))
-        full_path = unquote(parts.path, errors="replace")
         api_root = prefix + "v2"
         path: str | None = None
+        try:
+            parts = urlsplit(uri.decode("latin-1"))
+        except ValueError:
+            # An authority urlsplit refuses ("//[x/v2/", an unclosed IPv6
+            # address): no path of the API's.
+            return cls(method.decode("latin-1").upper(), None, {}, headers)
+        full_path = unquote(parts.path, errors="replace")
         if full_path == api_root or full_path == api_root + "/":
             path = ""
         elif full_path.startswith(api_root + "/"):

@@ -1,7 +1,8 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.test_api,tests.test_hostile_clients -*-
 """
 The site: the resource tree (C{http.prefix}, then C{v2/}), the route table
-with its handlers, and the streaming request factory.
+with its handlers, the streaming request factory, and the channel with its
+connection timeouts.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from txregistry.config import Config
+from txregistry.config.http import HTTPConfig
 from txregistry.interfaces import IAccessController
 from txregistry.registry.repository import Registry
 from txregistry.resources import base, blobs, catalog, manifests, referrers, tags, uploads
 from txregistry.resources.app import BodyHandler, Handler, RegistryApp, V2Resource
-from txregistry.resources.streaming import StreamingRequest, UploadBody
+from txregistry.resources.streaming import StreamingRequest, UploadBody, UploadBudget
 
 HANDLERS: dict[tuple[str, str], Handler] = {
     ("base", "GET"): base.api_version_check,
@@ -80,18 +82,54 @@ _TLS_ON_PLAIN_PORT = (
 _TLS_HANDSHAKE_RECORD = 0x16
 
 
+# The connection's phases, each with its own timeout on the channel's one
+# timer (Twisted's TimeoutMixin).
+_IDLE = "idle"  # between requests: http.idletimeout
+_HEADERS = "headers"  # a request line and headers arriving: http.readheadertimeout
+_BODY = "body"  # a request body arriving: http.bodytimeout, from the last byte
+_HANDLING = "handling"  # the whole request is in: no timeout, as in Twisted
+
+_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
 class RegistryChannel(http.HTTPChannel):
     """
-    An HTTP/1.1 channel that refuses a TLS handshake at once.  Clients of
-    the containers family (skopeo, podman, buildah) try HTTPS first even for
-    insecure registries and fall back to HTTP only when that fails; without
-    an answer they wait for their TLS timeout (10 s) on every command.
+    An HTTP/1.1 channel that bounds how long a client may hold it, and
+    refuses a TLS handshake at once.
 
-    With C{http.tls} the channel sits behind TLS and sees decrypted bytes,
-    which never start with a handshake record; a plain-HTTP request to a TLS
-    port is answered by the TLS layer (see L{txregistry.tls}).
+    Twisted's channel has one timeout, reset by every byte: a client that
+    sends its headers a byte at a time, or a body and then nothing, holds
+    the connection for ever.  This one keeps Twisted's single timer and
+    gives it a period per phase: C{idle_timeout} between requests (Twisted's
+    C{timeOut}), C{header_timeout} for the request line and headers, a
+    deadline that bytes do not push back (from the connection's opening for
+    its first request, as Go's C{ReadHeaderTimeout}), and C{body_timeout}
+    for the body, reset by every byte, suspended while the registry itself
+    stops reading (L{pause_body}).  A request that times out before it is
+    answered gets a 408; the connection is closed.  Besides Twisted's
+    documented hooks this relies on its private C{_savedTimeOut} (the period
+    restored once a response is sent) and C{_networkProducer}; the
+    behaviour is pinned by C{tests/test_hostile_clients.py}.
+
+    The TLS part: clients of the containers family (skopeo, podman,
+    buildah) try HTTPS first even for insecure registries and fall back to
+    HTTP only when that fails; without an answer they wait for their TLS
+    timeout (10 s) on every command.  With C{http.tls} the channel sits
+    behind TLS and sees decrypted bytes, which never start with a handshake
+    record; a plain-HTTP request to a TLS port is answered by the TLS layer
+    (see L{txregistry.tls}).
+
+    @ivar header_timeout: seconds for a request's line and headers, or
+        L{None}: then they have the idle timeout, reset by every byte, as
+        in Twisted.
+    @ivar body_timeout: seconds a request body may go without a byte, or
+        L{None}.
     """
 
+    header_timeout: float | None = None
+    body_timeout: float | None = None
+    _phase = _IDLE
+    _idle_timeout: float | None = None
     _first_bytes = True
     _host: Any = None
     _peer: Any = None
@@ -110,6 +148,16 @@ class RegistryChannel(http.HTTPChannel):
             self._peer = super().getPeer()
         return self._peer
 
+    # -- the phases ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """A client connected: its first request's headers are due."""
+        self._idle_timeout = self.timeOut
+        super().connectionMade()
+        if self.header_timeout is not None:
+            self._phase = _HEADERS
+            self.setTimeout(self.header_timeout)
+
     def dataReceived(self, data: bytes) -> None:
         """Refuse a TLS ClientHello; hand anything else to HTTP."""
         if self._first_bytes and data:
@@ -119,7 +167,66 @@ class RegistryChannel(http.HTTPChannel):
                 self.transport.write(_TLS_ON_PLAIN_PORT)
                 self.transport.loseConnection()
                 return
+        if self._phase is _IDLE and data and self.header_timeout is not None:
+            self._phase = _HEADERS
+            self.setTimeout(self.header_timeout)
         super().dataReceived(data)
+
+    def resetTimeout(self) -> None:
+        """
+        Twisted's channel calls this on every read: the headers' deadline
+        stays where it is; any other phase's timer starts again.
+        """
+        if self._phase is not _HEADERS:
+            super().resetTimeout()
+
+    def allHeadersReceived(self) -> None:
+        """The headers are in: a body, if one follows, must keep coming."""
+        super().allHeadersReceived()
+        if self.length != 0 and self._phase in (_IDLE, _HEADERS):
+            self._phase = _BODY
+            self.setTimeout(self.body_timeout)
+
+    def allContentReceived(self) -> None:
+        """The whole request is in: no timeout while it is answered."""
+        self._phase = _HANDLING
+        self.setTimeout(None)
+        # Twisted saves the period in force to restore it once the response
+        # is sent (in requestDone); what follows a response is idleness.
+        self._savedTimeOut = self._idle_timeout
+        super().allContentReceived()
+
+    def requestDone(self, request: http.Request) -> None:
+        """
+        The response is sent: idle until the next request's first byte
+        (which Twisted may replay at once from what it kept meanwhile).
+        """
+        self._phase = _IDLE
+        super().requestDone(request)
+
+    def pause_body(self) -> None:
+        """
+        Stop reading the request body (storage is behind): the body's timer
+        stops too, since the client is not the one stalling.
+        """
+        self._networkProducer.pauseProducing()
+        if self._phase is _BODY:
+            self.setTimeout(None)
+
+    def resume_body(self) -> None:
+        """Read the request body again; the client has a whole period."""
+        self._networkProducer.resumeProducing()
+        if self._phase is _BODY:
+            self.setTimeout(self.body_timeout)
+
+    def timeoutConnection(self) -> None:
+        """Answer a request cut short with a 408, then close, as Twisted does."""
+        if self._phase in (_HEADERS, _BODY) and self.transport is not None:
+            # Nothing of this request's response was sent yet; a connection
+            # that never started a request is closed without a word.
+            if self.requests:
+                self.transport.write(_REQUEST_TIMEOUT)
+        super().timeoutConnection()
 
 
 class RegistrySite(Site):
@@ -134,14 +241,38 @@ class RegistrySite(Site):
     protocol = RegistryChannel  # type: ignore[assignment]
     requestFactory = StreamingRequest
 
-    def __init__(self, resource: Resource, app: RegistryApp, access_log: bool) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        app: RegistryApp,
+        access_log: bool,
+        timeouts: HTTPConfig | None = None,
+    ) -> None:
         super().__init__(resource)
         self.app = app
         self._access_log = access_log
+        timeouts = timeouts or HTTPConfig()
+        self.timeOut = timeouts.idle_timeout  # type: ignore[assignment]
+        self.header_timeout = timeouts.read_header_timeout
+        self.body_timeout = timeouts.body_timeout
+        self.upload_budget = UploadBudget()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A channel with this site's timeouts (Twisted sets the idle one)."""
+        channel = super().buildProtocol(addr)
+        channel.header_timeout = self.header_timeout
+        channel.body_timeout = self.body_timeout
+        return channel
 
     def body_router(self, request: Request, method: bytes, uri: bytes) -> UploadBody | None:
-        """See L{txregistry.resources.streaming.BodyRouter}."""
-        return self.app.body_router(request, method, uri)
+        """
+        See L{txregistry.resources.streaming.BodyRouter}; every upload body
+        counts toward this site's L{UploadBudget}.
+        """
+        body = self.app.body_router(request, method, uri)
+        if body is not None:
+            body.budget = self.upload_budget
+        return body
 
     def log(self, request: http.Request) -> None:
         """Write the access log line, unless C{log.accesslog.disabled}."""
@@ -165,4 +296,4 @@ def make_site(
             parent.putChild(segment.encode("utf-8"), child)
             parent = child
     parent.putChild(b"v2", V2Resource(app))
-    return RegistrySite(root, app, access_log=not config.log.accesslog_disabled)
+    return RegistrySite(root, app, not config.log.accesslog_disabled, config.http)

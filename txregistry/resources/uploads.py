@@ -30,6 +30,7 @@ from txregistry.names import check_repository_name
 from txregistry.registry.blobs import BlobDescriptor
 from txregistry.registry.uploads import UploadAppender, UploadSession
 from txregistry.resources.app import BodyHandler, RequestContext, Response
+from txregistry.resources.blobs import byte_position
 from txregistry.resources.streaming import UploadBody
 from txregistry.resources.upload_state import UploadState
 
@@ -116,7 +117,7 @@ def _check_content_range(context: RequestContext, session: UploadSession) -> Non
         raise RANGE_INVALID(
             f"Content-Range {header!r} does not parse", headers=_upload_headers(context, session)
         )
-    start, end = int(found.group(1)), int(found.group(2))
+    start, end = byte_position(found.group(1)), byte_position(found.group(2))
     if start > end or start != session.size:
         raise RANGE_INVALID(
             f"chunk {start}-{end} does not start at the upload's end, {session.size}",
