@@ -146,6 +146,29 @@ class InMemoryTests(SynchronousTestCase):
         clock.now += 0.1
         self.assertIsNone(self.get(cache, "a", LAYER, ONE))
 
+    def test_expired_entries_dropped_as_new_ones_come(self) -> None:
+        """The cache does not keep up to its size of expired entries."""
+        clock = Clock()
+        cache = InMemoryCache(size=1000, ttl=5.0, clock=clock)
+        for index in range(100):
+            cache.set("a", LAYER, Digest.of(b"%d" % index), index)
+        clock.now += 5.1
+        cache.set("a", LAYER, ONE, 1)
+        self.assertEqual(len(cache), 1)
+        self.assertEqual(self.get(cache, "a", LAYER, ONE), 1)
+
+    def test_used_entry_outlives_older_expired_ones(self) -> None:
+        """Dropping stops at the first entry still trusted."""
+        clock = Clock()
+        cache = InMemoryCache(ttl=5.0, clock=clock)
+        cache.set("a", LAYER, ONE, 1)
+        clock.now += 3.0
+        cache.set("a", LAYER, TWO, 2)
+        clock.now += 2.5
+        cache.set("a", REVISION, ONE, 3)
+        self.assertEqual(len(cache), 2)
+        self.assertEqual(self.get(cache, "a", LAYER, TWO), 2)
+
     def test_least_recently_used_dropped(self) -> None:
         cache = InMemoryCache(size=2)
         cache.set("a", LAYER, ONE, 1)

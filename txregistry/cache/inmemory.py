@@ -71,11 +71,22 @@ class InMemoryCache:
     def set(self, repository: str, kind: str, digest: Digest, size: int) -> Deferred[None]:
         """See L{ICache.set}."""
         key = (repository, kind, digest)
-        self._entries[key] = (self._clock(), size)
+        now = self._clock()
+        self._entries[key] = (now, size)
         self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        # Expired entries go from the least recently used end as new ones
+        # come: the cache holds what was used lately, not up to size
+        # entries of the past (a slow rise in memory under steady pushes).
+        entries = self._entries
+        while len(entries) > 1 and now - next(iter(entries.values()))[0] > self._ttl:
+            entries.popitem(last=False)
+        while len(entries) > self._size:
+            entries.popitem(last=False)
         return succeed(None)
+
+    def __len__(self) -> int:
+        """How many entries are kept (expired ones included until dropped)."""
+        return len(self._entries)
 
     def forget(self, repository: str, kind: str, digest: Digest) -> Deferred[None]:
         """See L{ICache.forget}."""
