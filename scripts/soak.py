@@ -25,14 +25,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from txregistry.registry.manifest_formats import OCI_MANIFEST
 from txregistry.testing.client import HTTPResponse, request
+from txregistry.testing.manifests import oci_image
 from txregistry.testing.process import RegistryProcess, base_config
 
 SAMPLE_EVERY = 10.0
 WARM_UP = 60.0
 RSS_GROWTH_TARGET = 0.10
 FD_SLACK = 10
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass
@@ -86,24 +87,7 @@ class Load:
             if self.call("POST", f"{repo}/blobs/uploads/?digest={digest}", (201,), blob) is None:
                 return
             digests.append((digest, len(blob)))
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": digests[0][0],
-                    "size": digests[0][1],
-                },
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": digests[1][0],
-                        "size": digests[1][1],
-                    }
-                ],
-            }
-        ).encode()
+        manifest = json.dumps(oci_image(digests[0], digests[1:])).encode()
         tag = f"t{self.rng.randrange(20)}"
         if (
             self.call(

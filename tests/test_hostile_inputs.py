@@ -20,6 +20,7 @@ import pytest
 
 from conftest import Registry
 from support import assert_error, sha256
+from txregistry.testing.client import read_response_head
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -40,35 +41,9 @@ def head_bytes(method: str, target: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """
-    The status and headers of one response (1xx skipped), and what was
-    read past them; status 0 if the connection closed first.
-    """
-    data = b""
-    while True:
-        while b"\r\n\r\n" not in data:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                return 0, {}, data
-            data += chunk
-        head, data = data.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        if status >= 200:
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            return status, headers, data
-
-
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One whole response (by its Content-Length); status 0 if none came."""
-    status, headers, rest = read_head(sock)
+    status, headers, rest = read_response_head(sock)
     length = int(headers.get("content-length", "0"))
     while len(rest) < length:
         chunk = sock.recv(65536)
@@ -83,7 +58,7 @@ def closed_or_refused(sock: socket.socket) -> int:
     Read until the server closes the connection: the status it answered
     first, or 0 if it closed without an answer.  Fails if it never closes.
     """
-    status, _, _ = read_head(sock)
+    status, _, _ = read_response_head(sock)
     sock.settimeout(10)
     while True:
         try:

@@ -28,6 +28,8 @@ import pytest
 
 from conftest import Registry
 from txregistry.errors import ERROR_CODES
+from txregistry.testing.client import read_response_head, receive
+from txregistry.testing.manifests import oci_image
 
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "3000"))
 # Bounded: the run stops early rather than take longer than this.
@@ -75,59 +77,25 @@ class State:
 
 def _read_answer(sock: socket.socket, method: str) -> Answer | None:
     """Read one response; L{None} if the connection closed before any."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            if not data:
-                return None
-            raise AssertionError(f"truncated response head: {data[:500]!r}")
-        data += chunk
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    while 100 <= status < 200:
-        # 100 Continue (to an Expect header): the answer follows.
-        while b"\r\n\r\n" not in rest:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                return None
-            rest += chunk
-        head, rest = rest.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers, rest = read_response_head(sock)
+    if status == 0:
+        if rest:
+            raise AssertionError(f"truncated response head: {rest[:500]!r}")
+        return None
     if method == "HEAD" or status in (204, 304):
         return Answer(status, headers, b"")
     length = headers.get("content-length")
     if length is not None:
         while len(rest) < int(length):
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
+            chunk = receive(sock)
             if not chunk:
                 break
             rest += chunk
         return Answer(status, headers, rest[: int(length)])
     # No length: the body runs to the end of the connection.
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            return Answer(status, headers, rest)
+    while chunk := receive(sock):
         rest += chunk
+    return Answer(status, headers, rest)
 
 
 def send_raw(port: int, raw: Raw) -> Answer | None:
@@ -525,24 +493,7 @@ def valid_operation(rng: random.Random, state: State, port: int) -> None:
             digest = "sha256:" + hashlib.sha256(blob).hexdigest()
             _request(port, "POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", [], blob)
             pushed.append((digest, len(blob)))
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": pushed[0][0],
-                    "size": pushed[0][1],
-                },
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": pushed[1][0],
-                        "size": pushed[1][1],
-                    }
-                ],
-            }
-        ).encode()
+        manifest = json.dumps(oci_image(pushed[0], pushed[1:])).encode()
         tag = rng.choice(state.tags)
         answer = _request(
             port,

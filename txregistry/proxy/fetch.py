@@ -148,6 +148,15 @@ class BlobFetch:
         """
         return self._outcome.wait()
 
+    def check_failed(self) -> None:
+        """
+        @raise FetchFailed: saying why, once the download has failed.
+        """
+        if self.failure is not None:
+            raise FetchFailed(
+                f"downloading {self.digest} from upstream failed: {self.failure.getErrorMessage()}"
+            )
+
     @property
     def finished(self) -> bool:
         """Whether the download is over, verified or failed."""
@@ -428,11 +437,7 @@ class FetchReader:
         while True:
             if self._closed:
                 return b""
-            if fetch.failure is not None:
-                raise FetchFailed(
-                    f"downloading {fetch.digest} from upstream failed: "
-                    f"{fetch.failure.getErrorMessage()}"
-                )
+            fetch.check_failed()
             if self.lagging:
                 data = await self._read_stored(max_bytes)
                 if data is not None:
@@ -545,11 +550,7 @@ class GrowingFileReader:
     def readable_end(self) -> int:
         """See L{IGrowingFileReader.readable_end}."""
         fetch = self._fetch
-        if fetch.failure is not None:
-            raise FetchFailed(
-                f"downloading {fetch.digest} from upstream failed: "
-                f"{fetch.failure.getErrorMessage()}"
-            )
+        fetch.check_failed()
         if fetch.descriptor is not None:
             return fetch.descriptor.size
         assert fetch.size is not None  # see BlobFetch.open_reader

@@ -1,12 +1,14 @@
 """
 A small blocking HTTP client for tests and benchmarks: one request, the
-whole answer back, on a fresh or a kept connection.
+whole answer back, on a fresh or a kept connection; and reading answers
+from a raw socket, for requests no client library would send.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,3 +66,37 @@ def request(
         return HTTPResponse(response.status, response.headers, response.read())
     finally:
         connection.close()
+
+
+def receive(sock: socket.socket) -> bytes:
+    """The next bytes a raw socket gives; C{b""} once it is closed or reset."""
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""
+
+
+def read_response_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """
+    Read one response's status and headers from a raw socket, skipping
+    1xx answers (C{100 Continue}): its status, its headers (names in lower
+    case), and what was read past them.  The status is 0 when the
+    connection closed before a whole head came; what was read of it is
+    then the third item.
+    """
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = receive(sock)
+            if not chunk:
+                return 0, {}, data
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        if status >= 200:
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            return status, headers, data

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from txregistry.registry.manifest_formats import OCI_MANIFEST
 from txregistry.testing.client import HTTPResponse, request
+from txregistry.testing.manifests import oci_image
 from txregistry.testing.process import RegistryProcess, base_config
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+# Uncompressed layers: the harness's blobs are random bytes.
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 TAGS = ("t0", "t1", "t2", "t3")
 # Lines in the registry's log that mean something went wrong inside it.
@@ -267,20 +268,12 @@ class Worker:
             if not stored:
                 return self.monolithic()
             config, *layers = self.rng.sample(stored, min(len(stored), self.rng.randint(1, 3)))
-            document: dict[str, Any] = {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {
-                    "mediaType": OCI_CONFIG,
-                    "digest": config,
-                    "size": ledger.blobs[config],
-                },
-                "layers": [
-                    {"mediaType": OCI_LAYER, "digest": layer, "size": ledger.blobs[layer]}
-                    for layer in layers
-                ],
-                "annotations": {"crash.nonce": str(self.rng.getrandbits(64))},
-            }
+            document = oci_image(
+                (config, ledger.blobs[config]),
+                [(layer, ledger.blobs[layer]) for layer in layers],
+                OCI_LAYER,
+                annotations={"crash.nonce": str(self.rng.getrandbits(64))},
+            )
             content = json.dumps(document, indent=self.rng.choice([None, 2])).encode()
             digest = sha256(content)
             ledger.referenced.update([config, *layers])
