@@ -840,7 +840,7 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("pull_mb_s", "blob pull, MB/s", lambda r: r.pull.mb_per_s, (">=", 1.0)),
     Metric("push_peak_rss_mb", "push peak RSS, MB", lambda r: r.push_peak_rss_mb, ("tx<=", 150)),
-    Metric("manifest_head_rps", "manifest HEAD, req/s", _load("manifest_head", "rps"), (">=", 2.0)),
+    Metric("manifest_head_rps", "manifest HEAD, req/s", _load("manifest_head", "rps"), (">=", 3.0)),
     Metric(
         "manifest_head_p50_ms", "manifest HEAD p50, ms", _load("manifest_head", "p50_ms"), None, 2
     ),
@@ -861,7 +861,7 @@ METRICS: tuple[Metric, ...] = (
         None,
         0,
     ),
-    Metric("manifest_get_rps", "manifest GET, req/s", _load("manifest_get", "rps"), (">=", 2.0)),
+    Metric("manifest_get_rps", "manifest GET, req/s", _load("manifest_get", "rps"), (">=", 3.0)),
     Metric("manifest_get_p50_ms", "manifest GET p50, ms", _load("manifest_get", "p50_ms"), None, 2),
     Metric(
         "manifest_get_p99_ms",

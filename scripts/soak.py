@@ -160,6 +160,8 @@ def main() -> int:
     print(f"storage and log in {workdir}", flush=True)
     config = base_config(workdir / "root")
     config["log"] = {"level": "info", "accesslog": {"disabled": True}}
+    # The descriptor cache of the embedded default (and Distribution's sample config).
+    config["storage"]["cache"] = {"blobdescriptor": "inmemory"}
     process = RegistryProcess(workdir, config, name="soak")
     process.start()
     assert process.process is not None

@@ -29,6 +29,9 @@ from manifest_support import (
 # In catalog order: component by component, so "a/b" comes before "a-b",
 # which plain string order puts first.
 NAMES = ["a", "a/b", "a/b/c", "a/b/c/d", "a-b", "a-b/a", "a.b", "a0", "a_b", "b", "b/a"]
+# In catalog order, repositories below folders that are none ("lib",
+# "lib/y").
+NESTED = ["app", "app/api", "app-db", "lib/x", "lib/y/z", "lib0"]
 
 
 def _push_repositories(server, names):
@@ -144,6 +147,9 @@ def test_pages(server, count):
         ("a0/zzz", ["a_b", "b", "b/a"]),
         ("b/a", []),
         ("c", []),
+        # Longer than a file's name may be.
+        ("a" * 300, ["b", "b/a"]),
+        ("a/" + "b" * 300, ["a-b", "a-b/a", "a.b", "a0", "a_b", "b", "b/a"]),
     ],
 )
 def test_last(server, last, expected):
@@ -220,6 +226,40 @@ def test_configured_maximum(start_registry_with):
             break
         response = server.request("GET", _next(link))
     assert seen == NAMES
+
+
+def test_pages_of_nested_repositories(start_registry):
+    """
+    First, middle and last page (full, yet with no C{Link}: nothing follows)
+    of repositories below folders that are no repository, beside folders
+    that hold uploads only; and pages after a C{last} that names no
+    repository.
+    """
+    server = start_registry()
+    _push_repositories(server, NESTED)
+    for name in ("lib/uploads-only", "uploads-only", "app/uploads-only", "lib/y/z/uploads"):
+        server.start_upload(name)
+    _assert_catalog(_catalog(server), NESTED)
+    response = _catalog(server, "?n=2")
+    for start in (0, 2, 4):
+        _assert_catalog(response, NESTED[start : start + 2])
+        link = response.header("Link")
+        if start == 4:
+            assert link is None
+            break
+        last = quote(NESTED[start + 1], safe="")
+        assert link == link_header(f"/v2/_catalog?last={last}&n=2")
+        response = server.request("GET", _next(link))
+    for last in ("0", "app", "app/a", "app/api/x", "app-", "lib", "lib/x", "lib/y", "lib1", "z"):
+        expected = [name for name in NESTED if name.split("/") > last.split("/")]
+        response = _catalog(server, f"?n=3&last={quote(last, safe='')}")
+        _assert_catalog(response, expected[:3])
+        if len(expected) > 3:
+            assert response.header("Link") == link_header(
+                f"/v2/_catalog?last={quote(expected[2], safe='')}&n=3"
+            )
+        else:
+            assert response.header("Link") is None
 
 
 @pytest.mark.parametrize("method", ["PUT", "POST", "DELETE"])

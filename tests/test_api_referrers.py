@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -270,3 +271,23 @@ def test_concurrent_pushes_and_deletes(images):
     ]
     assert len(expected) == 13
     _assert_referrers(images.referrers(subject), expected)
+
+
+def test_storage_changed_behind_its_back(registry, images, repo, subject, start_registry):
+    """
+    Read by a process that never saw the pushes: a referrer whose revision
+    another process removed (as Distribution's delete does) is not listed,
+    nor one whose bytes are gone; the others are, in one answer.
+    """
+    kept = [images.artifact(SBOM, subject=subject) for _ in range(3)]
+    unlinked = images.artifact(SBOM, subject=subject)
+    no_bytes = images.artifact(SBOM, subject=subject)
+    for number, content in enumerate([*kept, unlinked, no_bytes]):
+        images.push(f"r{number}", content)
+    storage = registry.root / "docker/registry/v2"
+    revision = storage / f"repositories/{repo}/_manifests/revisions/sha256/{sha256(unlinked)[7:]}"
+    shutil.rmtree(revision)
+    hex_digest = sha256(no_bytes)[7:]
+    (storage / f"blobs/sha256/{hex_digest[:2]}/{hex_digest}/data").unlink()
+    other = Images(start_registry(root=registry.root), repo)
+    _assert_referrers(other.referrers(sha256(subject)), [_entry(content, SBOM) for content in kept])

@@ -171,6 +171,36 @@ def test_unknown_repository(images, repo):
     assert head.body == b""
 
 
+def test_invalid_n_of_unknown_repository(images, repo):
+    """An unknown repository is said so before an invalid C{n} is."""
+    assert_error(images.tags("?n=abc"), 404, "NAME_UNKNOWN")
+    assert_error(images.tags("?n=-1&last=a"), 404, "NAME_UNKNOWN")
+
+
+def test_pages_of_versions(images, repo):
+    """
+    Tags that begin others before a C{-} or a C{.} sort before them, on
+    every page: first, middle, and a last one that is full but has no
+    C{Link}, as nothing follows.
+    """
+    versions = ["1", "1.0", "1.0-alpine", "1.0.1", "1.0.1-slim", "10"]
+    content = images.image()
+    for tag in reversed(versions):
+        images.push(tag, content)
+    response = images.tags("?n=2")
+    for start in (0, 2, 4):
+        _assert_tags(response, repo, versions[start : start + 2])
+        link = response.header("Link")
+        if start == 4:
+            assert link is None
+            break
+        assert link == link_header(f"/v2/{repo}/tags/list?last={versions[start + 1]}&n=2")
+        response = images.registry.request("GET", link[1 : link.index(">")])
+    for last in ("0", "1", "1.0", "1.0-", "1.0.0", "1.0.1-slim", "2"):
+        expected = [tag for tag in versions if tag > last]
+        _assert_tags(images.tags(f"?n=3&last={last}"), repo, expected[:3])
+
+
 def test_repository_with_blobs_only(registry, images, repo):
     registry.push(repo, b"a blob")
     assert_error(images.tags(), 404, "NAME_UNKNOWN")

@@ -26,8 +26,10 @@ from txregistry.cache.redis import RedisCache, RedisCacheFactory
 from txregistry.config import ConfigError, load_config
 from txregistry.config.redis import RedisConfig
 from txregistry.digest import Digest
+from txregistry.drivers.inmemory import InMemoryDriver
 from txregistry.drivers.plugins import driver_factories
 from txregistry.interfaces import ICache, ICacheFactory
+from txregistry.registry.repository import Registry
 from txregistry.testing.redisserver import RedisServerProcess
 
 ONE = Digest.of(b"one")
@@ -215,6 +217,18 @@ class InMemoryTests(SynchronousTestCase):
         )
         self.assertIsNone(sized.storage.blob_descriptor_cache)
         self.assertEqual(sized.storage.blob_descriptor_cache_size, 7)
+
+    def test_registry_keeps_an_empty_cache(self) -> None:
+        """
+        A registry given an empty in-memory cache uses it: the cache has a
+        length, so an empty one is falsy, and a registry that took it for
+        "no cache" answered every manifest lookup from storage.
+        """
+        cache = InMemoryCache()
+        registry = Registry(InMemoryDriver(), descriptor_cache=cache)
+        self.assertIs(registry.descriptor_cache, cache)
+        self.assertIs(registry.repository("a").manifests.cache, cache)
+        self.assertIsInstance(Registry(InMemoryDriver()).descriptor_cache, NoCache)
 
     def test_redis_factory_needs_the_section(self) -> None:
         """Made without a redis section, the Redis cache names the key missing."""

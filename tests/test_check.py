@@ -752,7 +752,7 @@ class CheckStorageTests(TestCase):
         """A storage failure: one line on standard error, exit status 1."""
 
         class Unavailable(DelegatingDriver):
-            def walk(self, path: str, visit: Any) -> Deferred[None]:
+            def marked_folders(self, *args: Any) -> Deferred[list[str]]:
                 return fail(StorageUnavailableError("the bucket went away"))
 
         self.driver = Unavailable(InMemoryDriver())
@@ -767,7 +767,7 @@ class CheckStorageTests(TestCase):
         """An operating system error is said in its own words."""
 
         class Broken(DelegatingDriver):
-            def walk(self, path: str, visit: Any) -> Deferred[None]:
+            def marked_folders(self, *args: Any) -> Deferred[list[str]]:
                 return fail(PermissionError(13, "Permission denied"))
 
         self.driver = Broken(InMemoryDriver())

@@ -21,13 +21,19 @@ import twisted.plugins
 from support import temporary_directory
 from txregistry.config import ConfigError
 from txregistry.drivers import filesystem, tree_listing
-from txregistry.drivers.base import ValidatingDriver, check_path, delete_many, list_files
-from txregistry.drivers.errors import InvalidPathError, PathNotFoundError
+from txregistry.drivers.base import (
+    ValidatingDriver,
+    check_path,
+    delete_many,
+    list_files,
+    marked_folders,
+)
+from txregistry.drivers.errors import InvalidPathError, PathNotFoundError, StorageUnavailableError
 from txregistry.drivers.filesystem import FilesystemDriver, FilesystemDriverFactory
 from txregistry.drivers.inmemory import InMemoryDriver, InMemoryDriverFactory
 from txregistry.drivers.plugins import driver_factories
 from txregistry.interfaces import IStorageDriver, IStorageDriverFactory
-from txregistry.testing.drivers import DriverTestsMixin
+from txregistry.testing.drivers import MARKS, DriverTestsMixin
 
 
 class FilesystemDriverTests(DriverTestsMixin, TestCase):
@@ -70,6 +76,76 @@ class FilesystemDriverTests(DriverTestsMixin, TestCase):
         seen: list[str] = []
         await self.driver.walk("/", lambda info: seen.append(info.path))
         self.assertEqual(seen, ["/suite", path])
+
+    async def test_new_folders_appear_with_their_file(self) -> None:
+        """
+        A put into folders that do not exist yet builds them, file inside,
+        in the temporary folder, and renames the topmost into place: no
+        crash can leave them there without the file.
+        """
+        renamed: list[tuple[str, list[str]]] = []
+        real_rename = os.rename
+
+        def rename(source: str, destination: str) -> None:
+            contents = [
+                os.path.relpath(os.path.join(folder, name), source)
+                for folder, _, names in os.walk(source)
+                for name in names
+            ]
+            renamed.append((destination, contents))
+            real_rename(source, destination)
+
+        self.patch(os, "rename", rename)
+        tree = self.tree()
+        await self.driver.put_content(f"{tree}/tags/v1/current/link", b"sha256:x")
+        self.assertEqual(renamed, [(self.root + tree, ["tags/v1/current/link"])])
+        self.assertEqual(await self.driver.get_content(f"{tree}/tags/v1/current/link"), b"sha256:x")
+        await self.driver.put_content(f"{tree}/tags/v1/current/link", b"sha256:y")
+        self.assertEqual(len(renamed), 1)  # the folders are there: a plain replace
+        self.assertEqual(os.listdir(os.path.join(self.root, "~tmp")), [])
+
+    async def test_new_folders_made_meanwhile(self) -> None:
+        """
+        When another request made the topmost folder, with something in it,
+        while the file's folders were being built, the file goes into it
+        the usual way, and what was built is removed.
+        """
+        tree = self.tree()
+        real_rename = os.rename
+
+        def rename(source: str, destination: str) -> None:
+            os.makedirs(os.path.join(destination, "theirs"), exist_ok=True)
+            real_rename(source, destination)
+
+        self.patch(os, "rename", rename)
+        await self.driver.put_content(f"{tree}/a/b/file", b"mine")
+        # The topmost folder made was the tree's own.
+        self.assertEqual(sorted(os.listdir(self.root + tree)), ["a", "theirs"])
+        self.assertEqual(await self.driver.get_content(f"{tree}/a/b/file"), b"mine")
+        self.assertEqual(os.listdir(os.path.join(self.root, "~tmp")), [])
+
+    async def test_folder_removed_at_once(self) -> None:
+        """
+        A folder with files in it is renamed out of sight before it is
+        emptied: it goes all at once, never a part of it first.
+        """
+        tree = self.tree()
+        await self.driver.put_content(f"{tree}/tags/v1/current/link", b"sha256:x")
+        await self.driver.put_content(f"{tree}/tags/v1/index/sha256/x/link", b"sha256:x")
+        removed: list[str] = []
+        real_unlink = os.unlink
+
+        def unlink(path: str) -> None:
+            # When a file goes, the tag's folder is no longer in sight.
+            removed.append(path)
+            self.assertFalse(os.path.exists(self.root + tree + "/tags/v1"))
+            real_unlink(path)
+
+        self.patch(os, "unlink", unlink)
+        await self.driver.delete(f"{tree}/tags/v1")
+        self.assertEqual(len(removed), 2)
+        self.assertEqual(await self.driver.list(f"{tree}/tags"), [])
+        self.assertEqual(os.listdir(os.path.join(self.root, "~tmp")), [])
 
     async def test_temporary_folder_not_listed(self) -> None:
         """Listing the files of the root leaves out the temporary folder's."""
@@ -449,6 +525,40 @@ class ValidatingDriverTests(SynchronousTestCase):
         self.failureResultOf(result, PathNotFoundError)
         stats = self.driver.metrics.operations["get_content"]
         self.assertEqual((stats.calls, stats.failures), (1, 1))
+
+    def test_negative_limit(self) -> None:
+        """A page of fewer than no items is refused before the driver sees it."""
+        self.successResultOf(self.driver.put_content("/a/_layers/link", b"x"))
+        for call in (
+            lambda: self.driver.list_page("/a", None, -1),
+            lambda: self.driver.marked_folders("/", MARKS, None, -1),
+        ):
+            failure = self.failureResultOf(call(), ValueError)
+            self.assertIn("-1", str(failure.value))
+        self.assertEqual(self.driver.metrics.operations["list_page"].failures, 1)
+        self.assertEqual(self.successResultOf(self.driver.list_page("/a", None, 0)), [])
+        self.assertEqual(self.successResultOf(self.driver.marked_folders("/", MARKS, "", 1)), ["a"])
+
+    def test_paged_listing_failure(self) -> None:
+        """
+        A listing that fails fails the search of marked folders (which the
+        fallback reads several at once) with the driver's error.
+        """
+        for name in ("a", "b", "c"):
+            self.successResultOf(self.raw.put_content(f"/{name}/_layers/link", b"x"))
+        listed = self.raw.list
+
+        def failing(path: str) -> Deferred[list[str]]:
+            if path == "/b":
+                raise StorageUnavailableError("the bucket is away")
+            return listed(path)
+
+        self.raw.list = failing  # type: ignore[method-assign]
+        self.assertEqual(self.successResultOf(marked_folders(self.raw, "/", MARKS, None, 1)), ["a"])
+        failure = self.failureResultOf(
+            marked_folders(self.raw, "/", MARKS, None, 2), StorageUnavailableError
+        )
+        self.assertIn("away", str(failure.value))
 
     def test_check_path(self) -> None:
         """The path rules: the root only where allowed, components of [A-Za-z0-9._-]."""

@@ -49,18 +49,19 @@ class FsyncCallsTests(TestCase):
 
     async def test_put_content_synced(self) -> None:
         """
-        The file's bytes before the rename, every folder made for it (in
-        its parent), and the folder it is renamed into after.
+        The file's bytes before the rename; the folders made for it, built
+        in the temporary folder with the file in them, before the topmost
+        is renamed into place; the folder it is renamed into after.
         """
         driver = FilesystemDriver(self.root, fsync=True)
         with self.synced() as paths:
             await driver.put_content("/a/b/file", b"content")
         temporary = os.path.join(self.root, "~tmp")
         self.assertEqual(os.path.dirname(paths[0]), temporary)
-        self.assertEqual(
-            paths[1:],
-            [self.root, self.root + "/a", self.root + "/a/b"],
-        )
+        staged_a = paths[2]
+        self.assertEqual(os.path.dirname(staged_a), temporary)
+        self.assertEqual(paths[1:], [staged_a + "/b", staged_a, self.root])
+        self.assertEqual(os.listdir(temporary), [])
         with self.synced() as paths:
             await driver.put_content("/a/b/file", b"again")
         self.assertEqual(len(paths), 2)  # no folder made this time

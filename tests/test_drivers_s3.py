@@ -21,13 +21,15 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from support import temporary_directory
 from txregistry.config import ConfigError
-from txregistry.drivers.base import ValidatingDriver, list_files
+from txregistry.drivers import s3_listing
+from txregistry.drivers.base import ValidatingDriver, list_files, list_page, marked_folders
 from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
 from txregistry.drivers.plugins import driver_factories
 from txregistry.drivers.s3 import S3Driver, S3DriverFactory, _copy_ranges
+from txregistry.drivers.s3_listing import start_after
 from txregistry.drivers.s3_parameters import MAX_PART_SIZE, MIN_CHUNK_SIZE, parse_parameters
 from txregistry.interfaces import IStorageDriver
-from txregistry.testing.drivers import DriverTestsMixin, random_bytes, read_all
+from txregistry.testing.drivers import MARKS, DriverTestsMixin, random_bytes, read_all
 from txregistry.testing.process import free_port
 from txregistry.testing.s3server import S3ServerProcess
 
@@ -81,6 +83,84 @@ class S3DriverTests(DriverTestsMixin, TestCase):
         await self.driver.put_content(f"{tree}/marked/file", b"x")
         listed = await list_files(self.driver, f"{tree}/marked")
         self.assertEqual([info.path for info in listed], [f"{tree}/marked/file"])
+
+    def count_listings(self) -> list[dict[str, Any]]:
+        """The arguments of every C{ListObjectsV2} request from now on."""
+        client = self.raw_driver.client
+        calls: list[dict[str, Any]] = []
+        original = client.list_objects_v2
+
+        def counting(**arguments: Any) -> Any:
+            calls.append(arguments)
+            return original(**arguments)
+
+        self.patch(client, "list_objects_v2", counting)
+        return calls
+
+    async def test_list_pages_in_short_listings(self) -> None:
+        """
+        Listings that stop after a few keys give the same pages: a name that
+        sorts before the last one read, though its key sorts after it
+        (C{1.0/} after C{1.0-alpine/}), is looked for.
+        """
+        self.patch(s3_listing, "LIST_AT_LEAST", 1)
+        calls = self.count_listings()
+        await self.assert_list_pages()
+        self.assertTrue(any(call.get("MaxKeys", 1000) < 10 for call in calls))
+        self.assertTrue(any("Delimiter" not in call for call in calls), "nothing looked for")
+
+    async def test_marked_folder_pages_in_short_listings(self) -> None:
+        """
+        Listings that stop after a few keys give the same pages; a mark that
+        sorts after the keys a listing reached is looked for.
+        """
+        self.patch(s3_listing, "LIST_AT_LEAST", 1)
+        await self.assert_marked_folder_pages()
+
+    async def test_page_costs_requests_of_the_page(self) -> None:
+        """
+        A page of marked folders costs a few requests more than it holds,
+        whatever the number of folders: one listing of the folder from
+        C{after} on, one of each folder looked into (and one of the folder
+        C{after} names, for what is below it).
+        """
+        tree = self.tree()
+        names = [f"r{index:03d}" for index in range(40)]
+        for name in names:
+            await self.driver.put_content(f"{tree}/{name}/_layers/link", b"x")
+        await self.driver.put_content(f"{tree}/r000/_uploads/u/data", b"x")
+        calls = self.count_listings()
+        self.assertEqual(await marked_folders(self.driver, tree, MARKS, None, 5), names[:5])
+        self.assertEqual(len(calls), 1 + 5)
+        del calls[:]
+        self.assertEqual(await marked_folders(self.driver, tree, MARKS, "r020", 5), names[21:26])
+        self.assertEqual(len(calls), 1 + 1 + 5)
+        self.assertEqual(calls[0]["Prefix"], self.raw_driver.key(f"{tree}/r020") + "/")
+        self.assertEqual(calls[1]["StartAfter"], self.raw_driver.key(f"{tree}/r020"))
+        del calls[:]
+        self.assertEqual(await list_page(self.driver, tree, "r020", 5), names[21:26])
+        self.assertEqual(len(calls), 1)
+
+    async def test_marks_looked_for_fail(self) -> None:
+        """
+        A mark the listing did not reach is looked for; when the bucket
+        fails to answer, so does the search.
+        """
+        from botocore.exceptions import ClientError
+
+        self.patch(s3_listing, "LIST_AT_LEAST", 1)
+        tree = self.tree()
+        for name in ("0a", "0b", "0c"):
+            await self.driver.put_content(f"{tree}/n/{name}/_layers/link", b"x")
+        await self.driver.put_content(f"{tree}/n/_manifests/link", b"x")
+        self.assertEqual(await marked_folders(self.driver, tree, MARKS, None, 1), ["n"])
+
+        def refuse(**arguments: Any) -> Any:
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "HeadObject")
+
+        self.patch(self.raw_driver.client, "head_object", refuse)
+        with self.assertRaises(StorageUnavailableError):
+            await marked_folders(self.driver, tree, ["_layers", "_other"], None, 1)
 
 
 class S3MultipartTests(TestCase):
@@ -250,6 +330,28 @@ class S3MultipartTests(TestCase):
         self.assertEqual(await read_all(reader, 1024 * 1024), content[6 * MiB + 1 :])
 
 
+class StartAfterTests(SynchronousTestCase):
+    """The C{StartAfter} of a page: one the bucket takes, at or before the key."""
+
+    def test_plain(self) -> None:
+        """A key the bucket takes is kept, whatever its characters."""
+        for key in ("root/tags/1.0", "root/a/b", "root/caf\u00e9", "root/~"):
+            self.assertEqual(start_after(key), key)
+
+    def test_cut_at_control_or_surrogate(self) -> None:
+        """An XML answer holds no control character: the key is cut before it."""
+        self.assertEqual(start_after("root/a\x00b"), "root/a")
+        self.assertEqual(start_after("root/a\nb"), "root/a")
+        self.assertEqual(start_after("root/a\ud800b"), "root/a")
+
+    def test_longest_key(self) -> None:
+        """A key is cut to 1024 UTF-8 bytes, never inside a character."""
+        self.assertEqual(start_after("r/" + "x" * 2000), "r/" + "x" * 1022)
+        cut = start_after("r/" + "\u00e9" * 1000)
+        self.assertEqual(cut, "r/" + "\u00e9" * 511)
+        self.assertLessEqual(len(cut.encode("utf-8")), 1024)
+
+
 class CopyRangeTests(SynchronousTestCase):
     """How sizes are cut into parts."""
 
@@ -414,6 +516,10 @@ class OutageTests(TestCase):
             await driver.get_content("/file")
         with self.assertRaises(StorageUnavailableError):
             await driver.put_content("/file", b"x")
+        with self.assertRaises(StorageUnavailableError):
+            await driver.list_page("/file", "a", 1)
+        with self.assertRaises(StorageUnavailableError):
+            await driver.marked_folders("/", ("_layers",), None, 1)
 
     def test_failed_writer_part_is_reported(self) -> Deferred[None]:
         """A part that fails to upload fails the next write or the commit."""

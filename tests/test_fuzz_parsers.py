@@ -81,7 +81,7 @@ from txregistry.registry.manifest_formats import (
 from txregistry.registry.manifests import URLPolicy
 from txregistry.resources.app import RequestContext
 from txregistry.resources.blobs import _requested_range
-from txregistry.resources.pagination import page_of
+from txregistry.resources.pagination import page_from, page_of
 from txregistry.resources.routes import RequestHead, match_route
 from txregistry.resources.upload_state import UploadState, UploadStateSigner
 from txregistry.resources.uploads import _check_content_range
@@ -829,6 +829,73 @@ def test_any_page_request(
     after = [item for item in items if not last or order(item) > order(last)]
     assert page == after[: len(page)]
     assert ("Link" in headers) is (0 < len(page) < len(after))
+
+
+def _finished(coroutine: Any) -> Any:
+    """The result of a coroutine that never waits (its reader answers at once)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the coroutine waited")
+
+
+@given(
+    st.lists(_ITEMS, max_size=20),
+    st.none() | _DIGITS | st.sampled_from(["-1", "x", ""]),
+    st.none() | _ITEMS | st.text(_CHARACTERS, max_size=5),
+    st.sampled_from(_ORDERS),
+    st.none() | st.integers(1, 50),
+    st.none() | st.integers(0, 100),
+    st.booleans(),
+)
+def test_pages_read_from_storage(
+    raw: list[str],
+    count: str | None,
+    last: str | None,
+    order: Callable[[str], Any],
+    maximum: int | None,
+    default: int | None,
+    whole: bool,
+) -> None:
+    """
+    A page read a page at a time (the fewest items a reader may return, or
+    the whole list, as a pull-through cache's tags) is the page cut from
+    the whole list, with the same C{Link}; the error for an invalid n too.
+    """
+    items = sorted(set(raw), key=order)
+    query = {key: value for key, value in {"n": count, "last": last}.items() if value is not None}
+    context = _list_context("/v2/foo/tags/list?" + urlencode(query))
+    reads: list[tuple[str | None, int | None]] = []
+
+    async def read(after: str | None, limit: int | None) -> list[str]:
+        reads.append((after, limit))
+        if whole:
+            return items
+        following = [item for item in items if after is None or order(item) > order(after)]
+        return following[:limit]
+
+    cut = _outcome(
+        lambda: page_of(
+            context, items, "foo/tags/list", default=default, maximum=maximum, order=order
+        ),
+        PAGINATION_NUMBER_INVALID,
+    )
+    paged = _outcome(
+        lambda: _finished(
+            page_from(context, read, "foo/tags/list", default=default, maximum=maximum, order=order)
+        ),
+        PAGINATION_NUMBER_INVALID,
+    )
+    if isinstance(cut, RegistryError):
+        assert isinstance(paged, RegistryError)
+        assert paged.detail == cut.detail
+        return
+    assert paged == cut
+    # One read, from last on, of one item more than the page at most.
+    [(after, limit)] = reads
+    assert after == (last or None)
+    assert limit is None or len(cut[0]) < limit
 
 
 # -- the upload state token --------------------------------------------------------------

@@ -417,3 +417,21 @@ def test_parsed_manifests_cache_is_bounded():
     assert cache.get(manifests[1].digest) is None
     assert cache.get(manifests[0].digest) is manifests[0]
     assert cache.get(manifests[2].digest) is manifests[2]
+
+
+def test_parsed_manifests_cache_bounded_in_bytes():
+    """Past its byte limit, the least recently used go; a manifest above it is not kept."""
+    manifests = [parse_manifest(_bytes(_image(annotations={"n": str(n)}))) for n in range(4)]
+    size = len(manifests[0].content)
+    cache = ParsedManifests(limit=100, byte_limit=2 * size + size // 2)
+    for manifest in manifests[:3]:
+        cache.put(manifest)
+    assert len(cache) == 2
+    assert cache.get(manifests[0].digest) is None
+    cache.put(manifests[1])  # again: counted once, now the most recent
+    cache.put(manifests[3])
+    assert [cache.get(m.digest) is m for m in manifests] == [False, True, False, True]
+    big = parse_manifest(_bytes(_image(annotations={"n": "x" * (3 * size)})))
+    cache.put(big)
+    assert cache.get(big.digest) is None
+    assert len(cache) == 2

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -26,7 +27,7 @@ from txregistry.config import ConfigError, MiddlewareEntry, load_config
 from txregistry.drivers.base import ValidatingDriver
 from txregistry.drivers.inmemory import InMemoryDriver
 from txregistry.drivers.plugins import driver_factories
-from txregistry.interfaces import IStorageDriver, IStorageMiddlewareFactory
+from txregistry.interfaces import IPagedLister, IStorageDriver, IStorageMiddlewareFactory
 from txregistry.middleware.plugins import storage_middleware_factories
 from txregistry.middleware.redirect import RedirectMiddleware, RedirectMiddlewareFactory
 from txregistry.middleware.storage import DelegatingDriver, apply_storage_middleware
@@ -126,6 +127,42 @@ class RedirectDriverTests(DriverTestsMixin, TestCase):
         """Through the path checks, the URL is the base URL's."""
         url = await self.driver.redirect_url("GET", "/a/b")
         self.assertEqual(url, "https://cdn.example/a/b")
+
+
+@implementer(IPagedLister)
+class PagingDriver(InMemoryDriver):
+    """An in-memory driver with pages of its own, which records what it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[Any, ...]] = []
+
+    def list_page(self, path: str, after: str | None, limit: int | None) -> Deferred[list[str]]:
+        self.asked.append(("list_page", path, after, limit))
+        return succeed(["own"])
+
+    def marked_folders(
+        self, path: str, marks: Any, after: str | None, limit: int | None
+    ) -> Deferred[list[str]]:
+        self.asked.append(("marked_folders", path, tuple(marks), after, limit))
+        return succeed(["own/folder"])
+
+
+class PagedListingTests(SynchronousTestCase):
+    """A middleware passes the wrapped driver's own pages through."""
+
+    def test_own_pages_reached(self) -> None:
+        """The wrapped driver's L{IPagedLister} is used, through the path checks."""
+        raw = PagingDriver()
+        driver = ValidatingDriver(redirect("https://cdn.example/", raw))
+        self.assertTrue(verifyObject(IPagedLister, driver.driver))
+        self.assertEqual(self.successResultOf(driver.list_page("/t", "a", 2)), ["own"])
+        page = driver.marked_folders("/r", ("_layers",), "x/y", 3)
+        self.assertEqual(self.successResultOf(page), ["own/folder"])
+        self.assertEqual(
+            raw.asked,
+            [("list_page", "/t", "a", 2), ("marked_folders", "/r", ("_layers",), "x/y", 3)],
+        )
 
 
 @implementer(IStorageMiddlewareFactory)

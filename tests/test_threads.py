@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 
+from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
-from txregistry.threads import in_thread
+from txregistry.threads import ThreadPool, in_thread
 
 
 class InThreadTests(TestCase):
@@ -30,3 +31,35 @@ class InThreadTests(TestCase):
     async def test_arguments(self) -> None:
         """Positional and keyword arguments are passed on."""
         self.assertEqual(await in_thread(int, "ff", base=16), 255)
+
+
+class ThreadPoolTests(TestCase):
+    async def test_thread_survives_an_error(self) -> None:
+        """A call that raises leaves its thread serving the next calls."""
+        pool = ThreadPool(1, "test-pool")
+
+        def fail() -> None:
+            raise ValueError("no")
+
+        with self.assertRaises(ValueError):
+            await pool.run(fail)
+        self.assertEqual(await pool.run(lambda: 7), 7)
+
+    async def test_at_most_threads(self) -> None:
+        """
+        Calls beyond the pool's size wait for a thread rather than starting
+        one; all of them run.
+        """
+        pool = ThreadPool(2, "test-pool")
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def blocked() -> int:
+            release.wait(10)
+            return threading.get_ident()
+
+        calls = [pool.run(blocked) for _ in range(6)]
+        release.set()
+        threads = await gatherResults(calls)
+        self.assertEqual(len(threads), 6)
+        self.assertLessEqual(len(set(threads)), 2)

@@ -11,9 +11,11 @@ Paths
 =====
 A path is absolute, starts with ``/``, and is made of components matching
 ``[A-Za-z0-9._-]+`` separated by single slashes; ``.`` and ``..`` are not
-components.  ``/`` alone names the root and is legal only for C{list},
-C{walk} and C{delete}.  L{txregistry.drivers.base.ValidatingDriver} checks
-this before a driver sees a path, so drivers may assume valid paths.
+components.  ``/`` alone names the root and is legal only for C{stat},
+C{delete} and the listings (C{list}, C{walk}, and the optional
+C{list_files}, C{list_page} and C{marked_folders}).
+L{txregistry.drivers.base.ValidatingDriver} checks this before a driver
+sees a path, so drivers may assume valid paths.
 
 Directories are implicit: a path is a directory when some stored file lies
 below it.  Writing a file creates its parents; deleting the last file below a
@@ -320,6 +322,64 @@ class IFileLister(Interface):
         may or may not be listed.
 
         @return: fails with L{PathNotFoundError} when C{path} is missing.
+        """
+
+
+class IPagedLister(Interface):
+    """
+    Optional, for a L{IStorageDriver} that reads a page of a sorted listing
+    at a cost that grows with the page, not with the whole listing: the
+    catalog and the tag lists are paged through it (C{n} and C{last}).
+    Object storage lists from a key on (C{StartAfter}), a page of keys a
+    request; the filesystem reads a page in one trip to its thread.
+    L{txregistry.drivers.base.list_page} and
+    L{txregistry.drivers.base.marked_folders} fall back to
+    L{IStorageDriver.list} for drivers without it, reading the whole of
+    every folder they look into.
+
+    Names are compared in plain string order (code point by code point, a
+    name before the longer ones it begins).  C{after} need not name
+    anything stored, and may hold any character.
+    """
+
+    def list_page(path: str, after: str | None, limit: int | None) -> Deferred[list[str]]:
+        """
+        The names of the direct children of directory C{path} (files and
+        directories, as L{IStorageDriver.list} lists them) that sort after
+        C{after}: the first C{limit} of them, sorted.
+
+        @param after: L{None} for every child.
+        @param limit: 0 or more; L{None} for every one.
+        @return: fails with L{PathNotFoundError} when C{path} is not a
+            directory (the root of an empty driver lists as empty).
+        """
+
+    def marked_folders(
+        path: str, marks: Collection[str], after: str | None, limit: int | None
+    ) -> Deferred[list[str]]:
+        """
+        The folders below directory C{path}, at any depth, that hold a child
+        (file or folder) whose name is one of C{marks}: the first C{limit}
+        of them that sort after C{after}, in component order.  This is how
+        the catalog finds repositories (the folders below C{repositories}
+        that hold a C{_layers} or C{_manifests}).
+
+        A folder is named by its path relative to C{path}
+        (C{library/ubuntu}).  Component order compares paths component by
+        component, each in plain string order: a folder sorts before what
+        is below it, and C{a/b} before C{a-b} (which plain string order
+        puts first), as Distribution's catalog sorts.  A folder whose name
+        begins with an underscore is neither listed nor searched (the
+        layout keeps there what belongs to the folder above: a repository's
+        C{_layers}, C{_uploads}), nor is one whose name no driver path may
+        hold; a marked folder is searched for marked folders below it.
+
+        @param after: a relative path, or L{None} (or C{""}) for every
+            folder; folders that sort at or before it are not read, as far
+            as the backend allows.
+        @param limit: 0 or more; L{None} for every one.
+        @return: fires with the relative paths; an empty list when C{path}
+            is missing.
         """
 
 

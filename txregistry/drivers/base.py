@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txregistry.drivers import paged_listing
 from txregistry.drivers.errors import InvalidOffsetError, InvalidPathError, PathNotFoundError
+from txregistry.drivers.paged_listing import EMPTY, FolderPage, Listing
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
@@ -25,6 +28,7 @@ from txregistry.interfaces import (
     IFileLister,
     IFileReader,
     IFileWriter,
+    IPagedLister,
     IStorageDriver,
 )
 
@@ -156,7 +160,65 @@ def list_files(
     return driver.walk(path, visit).addCallback(lambda _: found)
 
 
-@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister)
+def _names(children: Sequence[str]) -> list[str]:
+    """The last components of the paths L{IStorageDriver.list} returns."""
+    return [child.rsplit("/", 1)[1] for child in children]
+
+
+def list_page(
+    driver: IStorageDriver, path: str, after: str | None, limit: int | None
+) -> Deferred[list[str]]:
+    """
+    A page of the children of C{path} through C{driver}: its own where it
+    provides L{IPagedLister}, else cut from the whole listing.  See
+    L{IPagedLister.list_page}.
+    """
+    if IPagedLister.providedBy(driver):
+        listed: Deferred[list[str]] = driver.list_page(path, after, limit)
+        return listed
+    return driver.list(path).addCallback(
+        lambda children: paged_listing.first_after(_names(children), after, limit)[0]
+    )
+
+
+def marked_folders(
+    driver: IStorageDriver,
+    path: str,
+    marks: Collection[str],
+    after: str | None,
+    limit: int | None,
+) -> Deferred[list[str]]:
+    """
+    A page of the marked folders below C{path} through C{driver}: its own
+    where it provides L{IPagedLister}, else found by listing each folder
+    the search looks into (a child that is a file lists as missing).  See
+    L{IPagedLister.marked_folders}.
+    """
+    if IPagedLister.providedBy(driver):
+        found: Deferred[list[str]] = driver.marked_folders(path, marks, after, limit)
+        return found
+
+    async def read(listing: Listing) -> FolderPage:
+        try:
+            children = _names(await driver.list(listing.folder))
+        except PathNotFoundError:
+            return EMPTY
+        return paged_listing.whole_listing(listing, children, children)
+
+    return ensureDeferred(
+        paged_listing.run_async(
+            paged_listing.search(path, marks, after, limit),
+            lambda listing: ensureDeferred(read(listing)),
+        )
+    )
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"a page's limit must be 0 or more, not {limit}")
+
+
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister, IPagedLister)
 class ValidatingDriver:
     """
     An L{IStorageDriver} that checks every path, then delegates to C{driver}
@@ -177,8 +239,6 @@ class ValidatingDriver:
             return fail(error)
 
         def finished(outcome: Any) -> Any:
-            from twisted.python.failure import Failure
-
             self.metrics.record(operation, time.monotonic() - began, isinstance(outcome, Failure))
             return outcome
 
@@ -257,6 +317,30 @@ class ValidatingDriver:
             "list_files",
             lambda: _checked(path, lambda valid: list_files(self.driver, valid, skip), root=True),
         )
+
+    def list_page(
+        self, path: str, after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """See L{IPagedLister.list_page}: the driver's own, or cut from its whole listing."""
+
+        def start() -> Deferred[builtins.list[str]]:
+            check_path(path, root_allowed=True)
+            _check_limit(limit)
+            return list_page(self.driver, path, after, limit)
+
+        return self._call("list_page", start)
+
+    def marked_folders(
+        self, path: str, marks: Collection[str], after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """See L{IPagedLister.marked_folders}: the driver's own, or over its listings."""
+
+        def start() -> Deferred[builtins.list[str]]:
+            check_path(path, root_allowed=True)
+            _check_limit(limit)
+            return marked_folders(self.driver, path, marks, after, limit)
+
+        return self._call("marked_folders", start)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}."""

@@ -8,6 +8,7 @@ data.  Every blocking call runs in the reactor's thread pool.
 from __future__ import annotations
 
 import atexit
+import bisect
 import builtins
 import errno
 import os
@@ -17,11 +18,15 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, check_parameters
+from txregistry.drivers import paged_listing
+from txregistry.drivers.cached_read import CachedReader
 from txregistry.drivers.errors import PathNotFoundError, StorageFullError
+from txregistry.drivers.folder_listings import SortedListings
+from txregistry.drivers.paged_listing import EMPTY, FolderPage, Listing
 from txregistry.drivers.tree_listing import Entry, ListingFailed, ListingProcesses, walk_files
 from txregistry.interfaces import (
     FileInfo,
@@ -31,6 +36,7 @@ from txregistry.interfaces import (
     IFileReader,
     IFileWriter,
     ILocalFileReader,
+    IPagedLister,
     IStorageDriver,
     IStorageDriverFactory,
 )
@@ -71,17 +77,6 @@ def _remove_tree(folder: str) -> None:
             else:
                 os.unlink(entry.path)
     os.rmdir(folder)
-
-
-def _remove_folder(folder: str) -> None:
-    """Remove C{folder}: at once when it is empty, else what is below it first."""
-    try:
-        os.rmdir(folder)
-        return
-    except OSError as error:
-        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    _remove_tree(folder)
 
 
 def _sync_folder(folder: str) -> None:
@@ -219,7 +214,7 @@ class FilesystemWriter:
         return in_thread(close_and_remove)
 
 
-@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister, IPagedLister)
 class FilesystemDriver:
     """
     Stores each driver path as a file under C{root}.
@@ -237,6 +232,8 @@ class FilesystemDriver:
     def __init__(self, root: str, fsync: bool = False) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
+        self._listings = SortedListings()
+        self._cached_reader = CachedReader()
 
     def _full(self, path: str) -> str:
         return self.root if path == "/" else self.root + path
@@ -246,7 +243,17 @@ class FilesystemDriver:
             return file.read()
 
     def get_content(self, path: str) -> Deferred[bytes]:
-        """See L{IStorageDriver.get_content}."""
+        """
+        See L{IStorageDriver.get_content}: on the reactor thread when the
+        kernel holds the file in its caches and can hand it over without
+        waiting (L{txregistry.drivers.cached_read}), else in the thread pool.
+        """
+        try:
+            content = self._cached_reader.read(self._full(path))
+        except OSError:
+            content = None  # the thread pool's read says what is wrong
+        if content is not None:
+            return succeed(content)
         return _in_thread(path, lambda: self._read_now(path))
 
     def get_contents(self, paths: Sequence[str]) -> Deferred[dict[str, bytes]]:
@@ -281,15 +288,60 @@ class FilesystemDriver:
                         file.flush()
                         os.fsync(file.fileno())
                 full = self._full(path)
-                _make_folders(os.path.dirname(full), self.fsync)
-                os.replace(temporary, full)
-                if self.fsync:
-                    _sync_folder(os.path.dirname(full))
+                if not self._place_in_new_folders(temporary, full):
+                    _make_folders(os.path.dirname(full), self.fsync)
+                    os.replace(temporary, full)
+                    if self.fsync:
+                        _sync_folder(os.path.dirname(full))
             finally:
                 if os.path.exists(temporary):
                     os.unlink(temporary)
 
         return _in_thread(path, write)
+
+    def _place_in_new_folders(self, temporary: str, full: str) -> bool:
+        """
+        Move file C{temporary} to C{full} when folders above C{full} are
+        missing: the missing ones are made in the temporary folder with the
+        file in them, and the topmost is renamed into place, so that they
+        appear with the file, never empty (a tag's folder without its
+        C{current} link, listed yet unknown, after a crash in between).
+
+        @return: whether the file was placed; C{False} when no folder was
+            missing, or another request made the topmost meanwhile (the
+            caller then moves the file the usual way).
+        """
+        parent = os.path.dirname(full)
+        if os.path.isdir(parent):
+            return False
+        top = parent
+        while not os.path.isdir(os.path.dirname(top)):
+            top = os.path.dirname(top)
+        staging = os.path.join(self.root, _TEMPORARY_FOLDER, uuid.uuid4().hex)
+        staged_parent = os.path.join(staging, os.path.relpath(parent, top))
+        os.makedirs(staged_parent)
+        staged = os.path.join(staged_parent, os.path.basename(full))
+        os.replace(temporary, staged)
+        if self.fsync:
+            folder = staged_parent
+            while True:
+                _sync_folder(folder)
+                if folder == staging:
+                    break
+                folder = os.path.dirname(folder)
+        try:
+            # A folder made meanwhile with something in it stays: the rename
+            # fails, and the file goes the usual way.
+            os.rename(staging, top)
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise
+            os.replace(staged, temporary)
+            _remove_tree(staging)
+            return False
+        if self.fsync:
+            _sync_folder(os.path.dirname(top))
+        return True
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IFileReader]:
         """See L{IStorageDriver.reader}."""
@@ -349,6 +401,66 @@ class FilesystemDriver:
 
         return _in_thread(path, list_children)
 
+    def list_page(
+        self, path: str, after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """
+        See L{IPagedLister.list_page}: one trip to the thread pool; a
+        folder's entries come in no order, so it is read whole (one
+        C{scandir}, no C{stat} of its entries) and sorted, and a big one is
+        kept sorted while it does not change
+        (L{txregistry.drivers.folder_listings}): then a page costs one
+        C{stat} of the folder.
+        """
+
+        def read(folder: str) -> list[str]:
+            with os.scandir(folder) as entries:
+                return [
+                    entry.name
+                    for entry in entries
+                    if not (path == "/" and entry.name == _TEMPORARY_FOLDER)
+                ]
+
+        def page() -> list[str]:
+            if path == "/" and not os.path.exists(self.root):
+                return []
+            names = self._listings.sorted_names(self._full(path), read)
+            start = 0 if after is None else bisect.bisect_right(names, after)
+            return names[start:] if limit is None else names[start : start + limit]
+
+        return _in_thread(path, page)
+
+    def _folder_page(self, listing: Listing) -> FolderPage:
+        """One folder's page for the search of marked folders: one C{scandir}."""
+        children = []
+        folders = []
+        try:
+            with os.scandir(self._full(listing.folder)) as entries:
+                for entry in entries:
+                    children.append(entry.name)
+                    # The entry's type comes with it (d_type): no stat.
+                    if entry.is_dir():
+                        folders.append(entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return EMPTY
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:
+                return EMPTY  # named after a "last" no folder can be called
+            raise
+        return paged_listing.whole_listing(listing, children, folders)
+
+    def marked_folders(
+        self, path: str, marks: Collection[str], after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """
+        See L{IPagedLister.marked_folders}: the whole search in one trip to
+        the thread pool, a C{scandir} per folder it looks into (which says
+        both whether the folder is marked and what is below it), and no
+        C{stat}.
+        """
+        search = paged_listing.search(path, marks, after, limit)
+        return _in_thread(path, lambda: paged_listing.run(search, self._folder_page))
+
     def move(self, source: str, dest: str) -> Deferred[None]:
         """See L{IStorageDriver.move}."""
 
@@ -382,9 +494,27 @@ class FilesystemDriver:
                     else:
                         os.unlink(child)
             else:
-                _remove_folder(full)
+                self._remove_folder(full)
         else:
             os.unlink(full)
+
+    def _remove_folder(self, folder: str) -> None:
+        """
+        Remove C{folder}: at once when it is empty; else it is first renamed
+        into the temporary folder, so that it goes all at once, never a part
+        of it before the rest (a tag's C{current} link before its folder).
+        """
+        try:
+            os.rmdir(folder)
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
+        os.makedirs(temporary_folder, exist_ok=True)
+        removed = os.path.join(temporary_folder, uuid.uuid4().hex)
+        os.rename(folder, removed)
+        _remove_tree(removed)
 
     def delete(self, path: str) -> Deferred[None]:
         """See L{IStorageDriver.delete}."""

@@ -43,7 +43,9 @@ from twisted.internet.defer import (
 )
 from zope.interface import implementer
 
+from txregistry.drivers import paged_listing, s3_listing
 from txregistry.drivers.errors import PathNotFoundError, StorageUnavailableError
+from txregistry.drivers.paged_listing import EMPTY, FolderPage, Listing
 from txregistry.drivers.s3_files import (
     S3Reader,
     S3Writer,
@@ -62,6 +64,7 @@ from txregistry.interfaces import (
     IFileLister,
     IFileReader,
     IFileWriter,
+    IPagedLister,
     IStaleWritesPurger,
     IStorageDriver,
     IStorageDriverFactory,
@@ -75,7 +78,7 @@ PRESIGN_SECONDS = 20 * 60
 DELETE_BATCH = 1000
 
 
-@implementer(IStorageDriver, IBatchDeleter, IFileLister, IStaleWritesPurger)
+@implementer(IStorageDriver, IBatchDeleter, IFileLister, IPagedLister, IStaleWritesPurger)
 class S3Driver:
     """
     Stores each driver path as the object at the same key below the
@@ -385,6 +388,72 @@ class S3Driver:
             return [child for child, _ in children]
 
         return call_in_thread(path, list_children)
+
+    def list_page(
+        self, path: str, after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """
+        See L{IPagedLister.list_page}: one C{ListObjectsV2} from C{after} on
+        (C{StartAfter}, C{MaxKeys} of the page and a few), and a request
+        for each beginning of the last name read that may sort before it
+        (C{1.0} when the listing stopped at C{1.0-alpine}; see
+        L{txregistry.drivers.s3_listing}); one more when the page is empty,
+        to tell an empty directory from a missing one.
+        """
+
+        def page() -> list[str]:
+            prefix = self._prefix(path)
+            children = s3_listing.children_after(
+                self.client, self._bucket, prefix, after, limit, folders_only=False
+            )
+            if (
+                not children.last_key
+                and path != "/"
+                and (
+                    after is None
+                    or not s3_listing.holds_anything(self.client, self._bucket, prefix)
+                )
+            ):
+                raise PathNotFoundError(path)
+            return [name for name, _ in children.entries][:limit]
+
+        return call_in_thread(path, page)
+
+    def _folder_page(self, listing: Listing) -> FolderPage:
+        """One folder's page for the search of marked folders (blocking)."""
+        prefix = self._prefix(listing.folder)
+        if len(prefix.encode("utf-8")) > s3_listing.KEY_BYTES:
+            return EMPTY  # named after a "last" no key can begin with
+        children = s3_listing.children_after(
+            self.client, self._bucket, prefix, listing.after, listing.limit, folders_only=True
+        )
+        marked = not listing.marks.isdisjoint(children.read)
+        if not marked and not children.complete:
+            # A mark the listing did not reach is looked for, unless keys
+            # after its own were read from the folder's start.
+            marked = any(
+                s3_listing.holds(self.client, self._bucket, prefix, mark)
+                for mark in sorted(listing.marks)
+                if listing.after is not None or f"{prefix}{mark}/" > children.last_key
+            )
+        return FolderPage([name for name, _ in children.entries], children.complete, marked)
+
+    def marked_folders(
+        self, path: str, marks: Collection[str], after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """
+        See L{IPagedLister.marked_folders}: a C{ListObjectsV2} (with
+        C{Delimiter} and C{StartAfter}) per folder the search looks into,
+        the folders of a page looked into concurrently: a page of C{n}
+        repositories costs about C{n + 3} requests, whatever the bucket
+        holds.
+        """
+        return ensureDeferred(
+            paged_listing.run_async(
+                paged_listing.search(path, marks, after, limit),
+                lambda listing: call_in_thread(listing.folder, lambda: self._folder_page(listing)),
+            )
+        )
 
     def list_files(
         self, path: str, skip: Collection[str] = ()

@@ -14,7 +14,13 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, MiddlewareEntry
-from txregistry.drivers.base import delete_many, get_contents, list_files
+from txregistry.drivers.base import (
+    delete_many,
+    get_contents,
+    list_files,
+    list_page,
+    marked_folders,
+)
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
@@ -22,12 +28,13 @@ from txregistry.interfaces import (
     IFileLister,
     IFileReader,
     IFileWriter,
+    IPagedLister,
     IStorageDriver,
     IStorageMiddlewareFactory,
 )
 
 
-@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister, IPagedLister)
 class DelegatingDriver:
     """
     An L{IStorageDriver} that passes every call to C{driver}: a middleware
@@ -99,6 +106,24 @@ class DelegatingDriver:
         that changes L{walk} changes this too.
         """
         return list_files(self.driver, path, skip)
+
+    def list_page(
+        self, path: str, after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """
+        See L{IPagedLister.list_page}: the wrapped driver's.  A middleware
+        that changes L{list} changes this too.
+        """
+        return list_page(self.driver, path, after, limit)
+
+    def marked_folders(
+        self, path: str, marks: Collection[str], after: str | None, limit: int | None
+    ) -> Deferred[builtins.list[str]]:
+        """
+        See L{IPagedLister.marked_folders}: the wrapped driver's.  A
+        middleware that changes L{list} changes this too.
+        """
+        return marked_folders(self.driver, path, marks, after, limit)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}."""

@@ -173,6 +173,13 @@ class ProxiedTags(TagStore):
             return await super().all()
         return tags if tags is not None else await super().all()
 
+    async def page(self, after: str | None, limit: int | None) -> list[str] | None:
+        """
+        L{all}, whole: upstream's list is paged in memory, as Distribution's
+        proxy pages it (the caller cuts the page from it).
+        """
+        return await self.all()
+
     async def _upstream_digest(self, tag: str) -> Digest | None:
         """The tag's digest upstream (its manifest cached), or L{None} on a 404."""
         upstream = self.upstream

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -265,12 +266,29 @@ def parse_manifest(content: bytes, content_type: str | None = None) -> Manifest:
     return Manifest(config=config, layers=layers, **common)
 
 
-def accepted_media_types(accept_headers: Sequence[str]) -> set[str]:
-    """The media types named in C{Accept} headers, parameters dropped."""
+def accepted_media_types(accept_headers: Sequence[str]) -> frozenset[str]:
+    """
+    The media types named in C{Accept} headers, parameters dropped; those
+    of the headers seen lately are remembered (a client sends the same
+    ones with every request).
+    """
+    if sum(len(header) for header in accept_headers) > _REMEMBERED_ACCEPT_LENGTH:
+        return _accepted(tuple(accept_headers))
+    return _remembered_accepted(tuple(accept_headers))
+
+
+# The longest Accept headers (all lines together) whose parse is remembered.
+_REMEMBERED_ACCEPT_LENGTH = 2048
+
+
+def _accepted(accept_headers: tuple[str, ...]) -> frozenset[str]:
     accepted: set[str] = set()
     for header in accept_headers:
         for part in header.split(","):
             media_type = part.split(";", 1)[0].strip().lower()
             if media_type:
                 accepted.add(media_type)
-    return accepted
+    return frozenset(accepted)
+
+
+_remembered_accepted = lru_cache(maxsize=256)(_accepted)

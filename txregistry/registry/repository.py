@@ -13,6 +13,9 @@ from txregistry.registry.blobs import BlobStore, LinkedBlobStore
 from txregistry.registry.manifests import ManifestStore, ParsedManifests, TagStore, URLPolicy
 from txregistry.registry.uploads import HashStates, Uploads, UploadTotals
 
+# How many repositories L{Registry.repository} keeps for the next request.
+_REMEMBERED_REPOSITORIES = 256
+
 
 class Repository:
     """
@@ -74,12 +77,35 @@ class Registry:
         self.delete_enabled = delete_enabled
         self.readonly = readonly
         self.url_policy = url_policy or URLPolicy.from_config(False, [], [])
-        self.descriptor_cache: ICache = descriptor_cache or NoCache()
+        # Not "or": an empty in-memory cache is falsy (it has a length).
+        self.descriptor_cache: ICache = (
+            descriptor_cache if descriptor_cache is not None else NoCache()
+        )
+        self._repositories: dict[str, Repository] = {}
 
     def repository(self, name: str) -> Repository:
-        """The repository called C{name}, which must be a valid name."""
-        return Repository(self, name)
+        """
+        The repository called C{name}, which must be a valid name.  A
+        repository holds no state of its own (its stores share the
+        registry's), so those asked for lately are kept and handed out
+        again: every request asks for one.
+        """
+        repositories = self._repositories
+        repository = repositories.pop(name, None)
+        if repository is None:
+            repository = Repository(self, name)
+            if len(repositories) >= _REMEMBERED_REPOSITORIES:
+                del repositories[next(iter(repositories))]
+        repositories[name] = repository  # now the most recently used
+        return repository
 
     async def repositories(self) -> list[str]:
         """Every repository holding blobs or manifests, in catalog order."""
         return await catalog.repositories(self.driver)
+
+    async def repositories_page(self, after: str | None, limit: int | None) -> list[str]:
+        """
+        The repositories sorting after C{after} in catalog order, the first
+        C{limit} of them (see L{catalog.repositories_page}).
+        """
+        return await catalog.repositories_page(self.driver, after, limit)

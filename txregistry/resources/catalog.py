@@ -5,23 +5,25 @@ from __future__ import annotations
 
 from txregistry.registry.catalog import path_order
 from txregistry.resources.app import RequestContext, Response
-from txregistry.resources.pagination import page_of
+from txregistry.resources.pagination import page_from
 
 DEFAULT_PAGE = 100
 
 
 async def list_repositories(context: RequestContext) -> Response:
     """
-    One page of repository names (100 by default); an C{n} above
-    C{catalog.maxentries} is PAGINATION_NUMBER_INVALID.
+    One page of repository names (100 by default), read from C{last} on;
+    an C{n} above C{catalog.maxentries} is PAGINATION_NUMBER_INVALID.
     """
     maximum = context.app.config.catalog_max_entries
-    page, headers = page_of(
+    paged = await page_from(
         context,
-        await context.app.registry.repositories(),
+        context.app.registry.repositories_page,
         "_catalog",
         default=min(DEFAULT_PAGE, maximum),
         maximum=maximum,
         order=path_order,
     )
+    assert paged is not None  # the catalog always exists
+    page, headers = paged
     return Response.json({"repositories": page}, headers=headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from twisted.web.http_headers import Headers
@@ -86,9 +87,17 @@ class RouteMatch:
     tag: str | None = None
 
 
+# The longest path whose match is remembered: longer than any valid
+# repository name, reference and upload id together, so that long paths
+# (which are mostly errors) cannot fill the memory of matches.
+_REMEMBERED_PATH_LENGTH = 512
+
+
 def match_route(path: str, method: str) -> RouteMatch:
     """
-    Find the route for C{path} (the decoded path below C{/v2/}).
+    Find the route for C{path} (the decoded path below C{/v2/}).  The
+    routes found lately are remembered (an error is not): a pull asks for
+    the same few paths many times.
 
     @raise RegistryError: NAME_INVALID or DIGEST_INVALID for a bad
         parameter; TAG_INVALID for a manifest reference that is neither a
@@ -96,6 +105,13 @@ def match_route(path: str, method: str) -> RouteMatch:
         reads; UNSUPPORTED (404) when no route matches, or (405, with
         C{Allow}) when the route does not answer C{method}.
     """
+    if len(path) > _REMEMBERED_PATH_LENGTH:
+        return _match(path, method)
+    return _remembered_match(path, method)
+
+
+def _match(path: str, method: str) -> RouteMatch:
+    """L{match_route}, worked out."""
     for route in ROUTES:
         found = route.pattern.fullmatch(path)
         if found is None:
@@ -128,6 +144,9 @@ def match_route(path: str, method: str) -> RouteMatch:
             raise UNSUPPORTED(f"method {method} not allowed here", headers={"Allow": allowed})
         return RouteMatch(route, name, digest, groups.get("upload_id"), tag)
     raise UNSUPPORTED(f"no such endpoint: /v2/{path}", status=404)
+
+
+_remembered_match = lru_cache(maxsize=1024)(_match)
 
 
 @dataclass(frozen=True)
@@ -170,7 +189,7 @@ class RequestHead:
         return cls(
             method.decode("latin-1").upper(),
             path,
-            parse_qs(parts.query, keep_blank_values=True),
+            parse_qs(parts.query, keep_blank_values=True) if parts.query else {},
             headers,
         )
 

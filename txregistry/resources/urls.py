@@ -6,6 +6,8 @@ as Distribution builds them, or relative with C{http.relativeurls}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property
 from urllib.parse import quote, urlencode
 
 from txregistry.digest import Digest
@@ -18,9 +20,12 @@ class URLBuilder:
 
     @param host: C{http.host}, which wins over the request's own host.
     @param prefix: C{http.prefix}, ending with C{/}.
-    @param secure: whether the request came over TLS; as for Distribution,
+    @param secure: whether the request came over TLS (or a function
+        telling it, asked only when a URL is built); as for Distribution,
         its scheme is then C{https}, unless C{X-Forwarded-Proto} says
         otherwise.
+
+    Nothing is worked out until a URL is asked for: most requests need none.
     """
 
     def __init__(
@@ -29,18 +34,28 @@ class URLBuilder:
         host: str | None,
         prefix: str,
         relative: bool,
-        secure: bool = False,
+        secure: bool | Callable[[], bool] = False,
     ) -> None:
-        if relative:
+        self._head = head
+        self._host = host
+        self._relative = relative
+        self._secure = secure
+        self._path_root = f"{prefix}v2/"
+
+    @cached_property
+    def _root(self) -> str:
+        """The API root's URL, ending with C{/}."""
+        if self._relative:
             base = ""
-        elif host is not None:
-            base = host
+        elif self._host is not None:
+            base = self._host
         else:
+            head = self._head
+            secure = self._secure() if callable(self._secure) else self._secure
             scheme = head.header("X-Forwarded-Proto") or ("https" if secure else "http")
             authority = head.header("X-Forwarded-Host") or head.header("Host") or "localhost"
             base = f"{scheme.split(',')[0].strip()}://{authority.split(',')[0].strip()}"
-        self._root = f"{base}{prefix}v2/"
-        self._path_root = f"{prefix}v2/"
+        return f"{base}{self._path_root}"
 
     def blob(self, name: str, digest: Digest) -> str:
         """The URL of a blob."""

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from zope.interface.verify import verifyObject
 
-from txregistry.drivers.base import ValidatingDriver, delete_many, get_contents, list_files
+from txregistry.drivers.base import (
+    ValidatingDriver,
+    delete_many,
+    get_contents,
+    list_files,
+    list_page,
+    marked_folders,
+)
 from txregistry.drivers.errors import (
     InvalidOffsetError,
     InvalidPathError,
@@ -45,6 +52,7 @@ from txregistry.interfaces import (
     IFileLister,
     IFileReader,
     IFileWriter,
+    IPagedLister,
     IStorageDriver,
 )
 
@@ -79,6 +87,109 @@ INVALID_PATHS = (
     "/\u00e4",
     "/~tmp",
 )
+
+# The children of a folder, in plain string order, some of them beginnings
+# of others before a character that sorts before "/" (as "1.0" of
+# "1.0-alpine"): object storage lists "1.0/" after "1.0-alpine/".
+PAGED_NAMES = (
+    "1",
+    "1.0",
+    "1.0-alpine",
+    "1.0.1",
+    "1.0.1-slim",
+    "10",
+    "Z",
+    "_x",
+    "a",
+    "a-b",
+    "a-c",
+    "a.b",
+    "a_b",
+    "ab",
+    "latest",
+)
+# Those of PAGED_NAMES stored as files; the others are folders.
+PAGED_FILES = ("a-c", "10")
+# Values of "after" naming nothing stored: between names, before all, after
+# all, and some that no name could be.
+PAGED_AFTER_UNSTORED = (
+    "",
+    "0",
+    "1.0-",
+    "1.0.0",
+    "1.0/x",
+    "Y",
+    "a-a",
+    "aa",
+    "m",
+    "zzz",
+    "\x00",
+    "~",
+    "1" * 2000,
+)
+
+# The marks of the marked folders of MARKED_TREE.
+MARKS = ("_layers", "_manifests")
+# Folders holding a mark, in component order: "a/b" sorts before "a-b".
+MARKED_FOLDERS = (
+    "0",
+    "a",
+    "a/b",
+    "a/b/c",
+    "a-b",
+    "a.b",
+    "ab",
+    "n0",
+    "n0/0a",
+    "n0/0b",
+    "n0/0c",
+    "ns/x",
+    "ns/y/z",
+    "z",
+)
+# Files stored for MARKED_FOLDERS (the last one's mark is a file), and
+# beside them: folders with no mark ("ns", "ns/y"), with uploads only ("up",
+# "a/up"), below an underscore, and a file where a folder could be.
+MARKED_TREE = (
+    *(f"{folder}/{MARKS[index % 2]}/link" for index, folder in enumerate(MARKED_FOLDERS[:-1])),
+    f"{MARKED_FOLDERS[-1]}/_manifests",
+    "a/_uploads/u/data",
+    "up/_uploads/u/data",
+    "a/up/_uploads/u/data",
+    "_hidden/r/_layers/link",
+    "a/_layers/r/_manifests/link",
+    "file",
+)
+# Values of "after" for MARKED_TREE naming no marked folder.
+MARKED_AFTER_UNSTORED = (
+    "",
+    "-",
+    "a/a",
+    "a/b/b",
+    "a/c",
+    "a/",
+    "a//b",
+    "a/../b",
+    "a-a",
+    "aa",
+    "file",
+    "file/x",
+    "m",
+    "ns",
+    "ns/y",
+    "up",
+    "zz",
+    "~",
+    "a" * 300,
+    "a/" + "b" * 2000,
+    "ns/" + "y" * 300 + "/z",
+)
+
+
+def component_order(path: str) -> list[str]:
+    """The sort key of component order (see L{IPagedLister.marked_folders})."""
+    return path.split("/")
+
 
 # Paths that are unusual but legal.
 ODD_PATHS = (
@@ -745,6 +856,123 @@ class DriverTestsMixin(_Base):
         tree = self.tree()
         await self.assert_fails(PathNotFoundError, lambda: list_files(self.driver, f"{tree}/no"))
 
+    # -- list_page and marked_folders ---------------------------------------
+
+    async def assert_list_pages(self) -> None:
+        """
+        Check L{list_page} on a folder of L{PAGED_NAMES}: every page, from
+        every C{after}, with every limit, is the one cut from the whole.
+        """
+        tree = self.tree()
+        folder = f"{tree}/tags"
+        for name in PAGED_NAMES:
+            path = f"{folder}/{name}" if name in PAGED_FILES else f"{folder}/{name}/current/link"
+            await self.driver.put_content(path, name.encode())
+        expected = sorted(PAGED_NAMES)
+        self.assertEqual(await list_page(self.driver, folder, None, None), expected)
+        await self.assert_walks(partial(list_page, self.driver, folder), expected)
+        for after in (*PAGED_NAMES, *PAGED_AFTER_UNSTORED):
+            following = [name for name in expected if name > after]
+            for most in (None, 0, 1, 2, 3):
+                self.assertEqual(
+                    await list_page(self.driver, folder, after, most),
+                    following[:most],
+                    (after, most),
+                )
+
+    async def assert_walks(
+        self,
+        read: Callable[[str | None, int], Awaitable[list[str]]],
+        expected: list[str],
+    ) -> None:
+        """
+        Walking the pages C{read(after, limit)} gives, with every limit,
+        C{expected} cut into pages, the last one short.
+        """
+        for limit in range(1, len(expected) + 2):
+            pages: list[list[str]] = []
+            after = None
+            while True:
+                page = await read(after, limit)
+                self.assertEqual(page, expected[len(pages) * limit :][:limit], (after, limit))
+                pages.append(page)
+                if len(page) < limit:
+                    break
+                after = page[-1]
+            self.assertEqual([name for page in pages for name in page], expected)
+
+    async def test_list_page(self) -> None:
+        """
+        A page of a folder's children, files and folders, in plain string
+        order: from the start, after a name stored or not, up to a limit.
+        """
+        await self.assert_list_pages()
+        if IPagedLister.providedBy(self.raw_driver):
+            self.assertTrue(verifyObject(IPagedLister, self.raw_driver))
+        self.assertTrue(verifyObject(IPagedLister, self.driver))
+
+    async def test_list_page_missing(self) -> None:
+        """
+        A page of a missing folder, or of a file, fails with
+        L{PathNotFoundError}, whatever the page; the root of an empty
+        driver lists as empty.
+        """
+        tree = self.tree()
+        self.assertEqual(await list_page(self.driver, "/", "a", 2), [])
+        await self.driver.put_content(f"{tree}/file", b"x")
+        self.assertEqual(await list_page(self.driver, tree, None, 1), ["file"])
+        self.assertEqual(await list_page(self.driver, tree, "file", 1), [])
+        for path in (f"{tree}/missing", f"{tree}/file"):
+            for after, limit in ((None, None), (None, 0), ("a", 2), ("zzz", 2)):
+                await self.assert_fails(
+                    PathNotFoundError, partial(list_page, self.driver, path, after, limit)
+                )
+
+    async def assert_marked_folder_pages(self) -> None:
+        """
+        Check L{marked_folders} on L{MARKED_TREE}: every page, from every
+        C{after}, with every limit, is the one cut from the whole.
+        """
+        tree = self.tree()
+        for path in MARKED_TREE:
+            await self.driver.put_content(f"{tree}/{path}", b"x")
+        expected = list(MARKED_FOLDERS)
+        self.assertEqual(await marked_folders(self.driver, tree, MARKS, None, None), expected)
+        await self.assert_walks(partial(marked_folders, self.driver, tree, MARKS), expected)
+        for after in (*MARKED_FOLDERS, *MARKED_AFTER_UNSTORED):
+            following = [
+                name for name in expected if component_order(name) > component_order(after)
+            ]
+            for most in (None, 0, 1, 2):
+                self.assertEqual(
+                    await marked_folders(self.driver, tree, MARKS, after, most),
+                    following[:most],
+                    (after, most),
+                )
+        # Each mark is enough.
+        self.assertEqual(
+            await marked_folders(self.driver, tree, ["_layers"], "n0", None),
+            ["n0/0a", "n0/0c", "ns/y/z"],
+        )
+
+    async def test_marked_folders(self) -> None:
+        """
+        The folders holding a mark, in component order, at any depth (below
+        a marked folder or not), from the start or after a path stored or
+        not, up to a limit; nothing below an underscore, and no folder
+        holding uploads only.
+        """
+        await self.assert_marked_folder_pages()
+
+    async def test_marked_folders_missing(self) -> None:
+        """Below a missing folder, or a file, no folder is marked."""
+        tree = self.tree()
+        await self.driver.put_content(f"{tree}/file", b"x")
+        for path in (f"{tree}/missing", f"{tree}/file"):
+            for after, limit in ((None, None), ("a", 2)):
+                self.assertEqual(await marked_folders(self.driver, path, MARKS, after, limit), [])
+        self.assertEqual(await marked_folders(self.driver, "/", MARKS, None, None), [])
+
     # -- paths ---------------------------------------------------------------
 
     def _operations(self, path: str) -> dict[str, Callable[[], Deferred[Any]]]:
@@ -766,6 +994,8 @@ class DriverTestsMixin(_Base):
             "delete_many": lambda: driver.delete_many([legal, path]),
             "get_contents": lambda: driver.get_contents([legal, path]),
             "list_files": lambda: driver.list_files(path),
+            "list_page": lambda: driver.list_page(path, None, 1),
+            "marked_folders": lambda: driver.marked_folders(path, ("_layers",), None, 1),
         }
 
     async def test_invalid_paths(self) -> None:
@@ -795,7 +1025,8 @@ class DriverTestsMixin(_Base):
         root = await self.driver.stat("/")
         self.assertEqual((root.path, root.is_dir, root.size), ("/", True, 0))
         operations = self._operations("/")
-        for operation in ("stat", "list", "walk", "delete", "list_files"):
+        listings = ("list", "walk", "list_files", "list_page", "marked_folders")
+        for operation in ("stat", "delete", *listings):
             del operations[operation]
         for operation, call in operations.items():
             try:
