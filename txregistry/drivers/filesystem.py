@@ -238,6 +238,12 @@ class FilesystemDriver:
     def _full(self, path: str) -> str:
         return self.root if path == "/" else self.root + path
 
+    def _temporary_name(self) -> str:
+        """A new name in the temporary folder (made when missing), for a file or folder."""
+        temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
+        os.makedirs(temporary_folder, exist_ok=True)
+        return os.path.join(temporary_folder, uuid.uuid4().hex)
+
     def _read_now(self, path: str) -> bytes:
         with open(self._full(path), "rb") as file:
             return file.read()
@@ -278,9 +284,7 @@ class FilesystemDriver:
         """See L{IStorageDriver.put_content}."""
 
         def write() -> None:
-            temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
-            os.makedirs(temporary_folder, exist_ok=True)
-            temporary = os.path.join(temporary_folder, uuid.uuid4().hex)
+            temporary = self._temporary_name()
             try:
                 with open(temporary, "wb") as file:
                     file.write(content)
@@ -317,7 +321,7 @@ class FilesystemDriver:
         top = parent
         while not os.path.isdir(os.path.dirname(top)):
             top = os.path.dirname(top)
-        staging = os.path.join(self.root, _TEMPORARY_FOLDER, uuid.uuid4().hex)
+        staging = self._temporary_name()
         staged_parent = os.path.join(staging, os.path.relpath(parent, top))
         os.makedirs(staged_parent)
         staged = os.path.join(staged_parent, os.path.basename(full))
@@ -510,9 +514,7 @@ class FilesystemDriver:
         except OSError as error:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-        temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
-        os.makedirs(temporary_folder, exist_ok=True)
-        removed = os.path.join(temporary_folder, uuid.uuid4().hex)
+        removed = self._temporary_name()
         os.rename(folder, removed)
         _remove_tree(removed)
 
