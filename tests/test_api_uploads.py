@@ -21,6 +21,7 @@ import pytest
 
 from support import EMPTY, MISSING, sha256
 from support import assert_error as _assert_error
+from txregistry.resources.uploads import SMALL_BODY
 
 UUID_PATTERN = "0123456789abcdef-"
 
@@ -611,6 +612,102 @@ def test_empty_blob_through_an_upload(registry, repo):
     empty512 = "sha512:" + hashlib.sha512(b"").hexdigest()
     assert registry.request("PUT", _with(location, digest=empty512)).status == 201
     assert registry.request("GET", f"{repo}/blobs/{empty512}").body == b""
+
+
+# -- small bodies, held in memory and stored in one batch of writes ----------------------
+
+# Sizes about SMALL_BODY: held whole up to it, streamed past it.
+SMALL_SIZES = [1, 4096, SMALL_BODY, SMALL_BODY + 1]
+
+
+@pytest.mark.parametrize("size", SMALL_SIZES)
+def test_put_of_a_small_blob(registry, repo, size):
+    """POST, then PUT with the whole blob: stored, linked, the upload gone."""
+    data = os.urandom(size)
+    digest = sha256(data)
+    location = registry.start_upload(repo).header("Location")
+    response = registry.request("PUT", _with(location, digest=digest), data)
+    assert response.status == 201, response.body
+    assert response.header("Location") == f"{registry.url}/v2/{repo}/blobs/{digest}"
+    assert response.header("Docker-Content-Digest") == digest
+    assert registry.blob_file(digest).read_bytes() == data
+    assert registry.link_file(repo, digest).read_bytes() == digest.encode()
+    _assert_no_upload_left(registry, repo)
+    _assert_error(registry.request("GET", location), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+@pytest.mark.parametrize("size", SMALL_SIZES)
+def test_put_of_a_small_blob_with_the_wrong_digest(registry, repo, size):
+    """Refused; the upload is cancelled and nothing is stored."""
+    data = os.urandom(size)
+    started = registry.start_upload(repo)
+    location = started.header("Location")
+    response = registry.request("PUT", _with(location, digest=MISSING), data)
+    _assert_error(response, 400, "DIGEST_INVALID")
+    _assert_error(registry.request("GET", location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert _blob_data_files(registry, sha256(data)) == []
+    assert _blob_data_files(registry, MISSING) == []
+    assert not registry.link_file(repo, MISSING).exists()
+    _assert_no_upload_left(registry, repo)
+
+
+@pytest.mark.parametrize("size", SMALL_SIZES)
+def test_monolithic_post_of_a_small_blob(registry, repo, size):
+    """Stored and linked, with no upload made on the way; a wrong digest stores nothing."""
+    data = os.urandom(size)
+    wrong = registry.request("POST", f"{repo}/blobs/uploads/?digest={MISSING}", data)
+    _assert_error(wrong, 400, "DIGEST_INVALID")
+    assert _blob_data_files(registry, sha256(data)) == []
+    assert not registry.link_file(repo, MISSING).exists()
+    digest = sha256(data)
+    response = registry.request("POST", f"{repo}/blobs/uploads/?digest={digest}", data)
+    assert response.status == 201, response.body
+    assert registry.blob_file(digest).read_bytes() == data
+    assert registry.link_file(repo, digest).read_bytes() == digest.encode()
+    _assert_no_upload_left(registry, repo)
+    # Again, to a second repository: the stored blob is linked there too.
+    again = registry.request("POST", f"{repo}-2/blobs/uploads/?digest={digest}", data)
+    assert again.status == 201, again.body
+    assert registry.request("GET", f"{repo}-2/blobs/{digest}").body == data
+
+
+def test_small_put_after_chunks(registry, repo):
+    """A small last chunk after others is appended, then the whole is verified."""
+    data = os.urandom(10_000)
+    location = registry.start_upload(repo).header("Location")
+    patched = registry.request("PATCH", location, data[:6000]).header("Location")
+    response = registry.request(
+        "PUT",
+        _with(patched, digest=sha256(data)),
+        data[6000:],
+        headers={"Content-Range": f"6000-{len(data) - 1}"},
+    )
+    assert response.status == 201, response.body
+    assert registry.request("GET", f"{repo}/blobs/{sha256(data)}").body == data
+    _assert_no_upload_left(registry, repo)
+
+
+def test_small_put_with_a_wrong_content_range(registry, repo):
+    """A small last chunk that does not start at the upload's end: 416, the upload kept."""
+    data = os.urandom(3)
+    location = registry.start_upload(repo).header("Location")
+    response = registry.request(
+        "PUT", _with(location, digest=sha256(data)), data, headers={"Content-Range": "5-7"}
+    )
+    _assert_error(response, 416, "RANGE_INVALID")
+    assert response.header("Range") == "0-0"
+    assert registry.request("PUT", _with(location, digest=sha256(data)), data).status == 201
+
+
+def test_small_put_to_an_unknown_upload(registry, repo):
+    """A small PUT to an upload that does not exist stores nothing."""
+    data = os.urandom(100)
+    location = registry.start_upload(repo).header("Location")
+    assert registry.request("DELETE", location).status == 204
+    response = registry.request("PUT", _with(location, digest=sha256(data)), data)
+    _assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert _blob_data_files(registry, sha256(data)) == []
+    assert not registry.link_file(repo, sha256(data)).exists()
 
 
 # -- cancelling --------------------------------------------------------------------------

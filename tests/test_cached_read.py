@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,44 @@ def test_kernel_without_openat2(tmp_path: Path, number: int) -> None:
     assert cached.read(str(tmp_path / "x")) is None
     assert not cached.available
     assert cached.read(str(tmp_path / "x")) is None
+
+
+# -- stat ----------------------------------------------------------------------------
+
+
+@needs_kernel
+def test_stat_cached(tmp_path: Path) -> None:
+    """What os.stat says, for a file and a folder the kernel has in memory."""
+    path = tmp_path / "data"
+    path.write_bytes(b"12345")
+    cached = CachedReader().stat(str(path))
+    assert cached is not None
+    assert (cached.st_size, cached.st_ino, cached.st_mode) == (
+        5,
+        path.stat().st_ino,
+        path.stat().st_mode,
+    )
+    folder = CachedReader().stat(str(tmp_path))
+    assert folder is not None and stat.S_ISDIR(folder.st_mode)
+
+
+@needs_kernel
+def test_stat_of_a_missing_path(tmp_path: Path) -> None:
+    """A path the kernel knows is missing raises at once, as os.stat would."""
+    path = tmp_path / "gone"
+    path.write_bytes(b"x")
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        CachedReader().stat(str(path))
+
+
+def test_stat_would_wait(tmp_path: Path) -> None:
+    """EAGAIN (a lookup needing the disk): L{None}; no openat2: L{None} for good."""
+    cached = CachedReader()
+    cached.available = True
+    cached._syscall = failing_syscall(errno.EAGAIN)  # type: ignore[assignment]
+    assert cached.stat(str(tmp_path)) is None
+    assert cached.available
+    cached._syscall = failing_syscall(errno.ENOSYS)  # type: ignore[assignment]
+    assert cached.stat(str(tmp_path)) is None
+    assert not cached.available

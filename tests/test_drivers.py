@@ -13,7 +13,7 @@ import sys
 from twisted.internet.defer import Deferred, succeed
 from twisted.plugin import IPlugin, getPlugins
 from twisted.trial.reporter import TestResult
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -66,6 +66,27 @@ class FilesystemDriverTests(DriverTestsMixin, TestCase):
             await self.driver.get_content(path)
         with self.assertRaises(PathNotFoundError):
             await self.driver.stat(path)
+
+    async def test_stat_answered_at_once_when_cached(self) -> None:
+        """
+        A path the kernel has in memory is stat-ed on the reactor thread:
+        the Deferred has its result at once, for a file, a folder and a
+        path the kernel knows is missing.
+        """
+        if not self.raw_driver._cached_reader.available:
+            raise SkipTest("no openat2 with RESOLVE_CACHED here")
+        path = self.tree() + "/folder/file"
+        await self.driver.put_content(path, b"12345")
+        for asked, size, is_dir in ((path, 5, False), (self.tree() + "/folder", 0, True)):
+            answered = self.raw_driver.stat(asked)
+            self.assertTrue(answered.called)
+            info = await answered
+            self.assertEqual((info.path, info.size, info.is_dir), (asked, size, is_dir))
+        await self.driver.delete(path)
+        missing = self.raw_driver.stat(path)
+        self.assertTrue(missing.called)
+        with self.assertRaises(PathNotFoundError):
+            await missing
 
     async def test_temporary_folder_hidden(self) -> None:
         """The temporary folder atomic puts use is neither listed nor walked."""

@@ -500,6 +500,28 @@ class FullUploadTests(TestCase):
         await self.assert_gone(session.upload_id)
         self.assertNotIn(paths.layer_link("foo", digest), self.driver.stored())
 
+    async def test_small_commit_fails(self) -> None:
+        """
+        A small body committed straight into a blob (no upload file) that
+        found no room: the upload is discarded, nothing is linked.
+        """
+        session = await self.repository.uploads.start()
+        self.driver.full = True
+        digest = Digest.parse(sha256(b"content"))
+        with self.assertRaises(StorageFullError):
+            await session.commit_bytes(b"content", digest)
+        await self.assert_gone(session.upload_id)
+        self.assertNotIn(paths.layer_link("foo", digest), self.driver.stored())
+        self.assertNotIn(paths.blob_data(digest), self.driver.stored())
+
+    async def test_whole_blob_fails(self) -> None:
+        """A monolithic push held in memory that found no room stores nothing."""
+        self.driver.full = True
+        digest = Digest.parse(sha256(b"content"))
+        with self.assertRaises(StorageFullError):
+            await self.repository.uploads.put_whole(b"content", digest)
+        self.assertEqual(self.driver.stored(), [])
+
 
 class FullSiteTests(TestCase):
     """The HTTP side of a full storage, in memory."""

@@ -13,6 +13,7 @@ through the real reactor, so the tests are trial's, asynchronous.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,17 @@ from zope.interface import implementer
 
 from support import temporary_directory, wait_until
 from txregistry.digest import Digest
+from txregistry.drivers.base import perform
 from txregistry.drivers.filesystem import FilesystemDriver
 from txregistry.drivers.inmemory import InMemoryDriver
 from txregistry.errors import BLOB_UNKNOWN, DIGEST_INVALID, RegistryError
-from txregistry.interfaces import IFileReader, IFileWriter, IGrowingFileReader, IStorageDriver
+from txregistry.interfaces import (
+    IFileReader,
+    IFileWriter,
+    IGrowingFileReader,
+    IStorageDriver,
+    WriteOperation,
+)
 from txregistry.proxy.fetch import (
     HIGH_WATERMARK,
     LOW_WATERMARK,
@@ -182,6 +190,15 @@ class ControlledDriver:
         gate: Deferred[None] = Deferred()
         self.held_moves.append(gate)
         return gate.addCallback(lambda _: self.driver.move(source, dest))
+
+    def write_batch(self, operations: Sequence[WriteOperation]) -> Deferred[None]:
+        """One write after another, through this wrapper's (a move may be held)."""
+
+        async def one_by_one() -> None:
+            for operation in operations:
+                await perform(self, operation)
+
+        return ensureDeferred(one_by_one())
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IFileReader]:
         if self.hide_uploads and "/_uploads/" in path:

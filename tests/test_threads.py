@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
-from txregistry.threads import ThreadPool, in_thread
+from txregistry.threads import BLOCKED_AFTER, ThreadPool, in_thread
 
 
 class InThreadTests(TestCase):
@@ -63,3 +64,37 @@ class ThreadPoolTests(TestCase):
         threads = await gatherResults(calls)
         self.assertEqual(len(threads), 6)
         self.assertLessEqual(len(set(threads)), 2)
+
+    async def test_core_threads_serve_short_calls(self) -> None:
+        """
+        Past its core threads, a pool does not start a thread for calls
+        that wait behind short ones: they run on the threads it has.
+        """
+        pool = ThreadPool(4, "test-pool", core=1)
+
+        def short() -> int:
+            time.sleep(0.002)
+            return threading.get_ident()
+
+        threads = await gatherResults([pool.run(short) for _ in range(8)])
+        self.assertEqual(len(set(threads)), 1)
+
+    async def test_blocked_threads_get_company(self) -> None:
+        """
+        Once every busy thread has been in its call for C{BLOCKED_AFTER}
+        seconds, a call that waits gets a thread of its own, up to the
+        pool's size.
+        """
+        pool = ThreadPool(2, "test-pool", core=1)
+        release = threading.Event()
+        self.addCleanup(release.set)
+        blocked = pool.run(release.wait, 10)
+        began = time.monotonic()
+        second = await pool.run(threading.get_ident)
+        self.assertGreaterEqual(time.monotonic() - began, BLOCKED_AFTER)
+        self.assertFalse(blocked.called)
+        # The thread started stays, idle: the next call takes it.
+        third = pool.run(threading.get_ident)
+        self.assertEqual(await third, second)
+        release.set()
+        self.assertTrue(await blocked)

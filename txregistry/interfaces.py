@@ -304,6 +304,53 @@ class IBatchReader(Interface):
         """
 
 
+@dataclass(frozen=True)
+class PutContent:
+    """A write of L{IBatchWriter.write_batch}: L{IStorageDriver.put_content}."""
+
+    path: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Move:
+    """A write of L{IBatchWriter.write_batch}: L{IStorageDriver.move}."""
+
+    source: str
+    dest: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    """
+    A write of L{IBatchWriter.write_batch}: L{IStorageDriver.delete}; with
+    C{missing_ok}, a path where nothing is stored is not an error.
+    """
+
+    path: str
+    missing_ok: bool = False
+
+
+WriteOperation = PutContent | Move | Delete
+
+
+class IBatchWriter(Interface):
+    """
+    Optional, for a L{IStorageDriver} that performs several writes at a
+    lower cost than one call each (the filesystem does them in one trip to
+    a thread: a small blob's push is a few small writes, and the trips cost
+    more than the writes).  L{txregistry.drivers.base.write_batch} falls
+    back to one call after another for drivers without it.
+    """
+
+    def write_batch(operations: Sequence[WriteOperation]) -> Deferred[None]:
+        """
+        Perform C{operations} in order, each as the method it names would;
+        the first that fails stops the batch (those before it stay done,
+        those after it are not tried) and the Deferred fails with its error.
+        """
+
+
 class IFileLister(Interface):
     """
     Optional, for a L{IStorageDriver} that lists every file of a tree at a

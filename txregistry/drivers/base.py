@@ -25,11 +25,15 @@ from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
     IBatchReader,
+    IBatchWriter,
     IFileLister,
     IFileReader,
     IFileWriter,
     IPagedLister,
     IStorageDriver,
+    Move,
+    PutContent,
+    WriteOperation,
 )
 
 # A whole path: components of the allowed characters, none of them "." or
@@ -139,6 +143,50 @@ def get_contents(driver: IStorageDriver, paths: Sequence[str]) -> Deferred[dict[
     return ensureDeferred(one_by_one())
 
 
+def write_batch(driver: IStorageDriver, operations: Sequence[WriteOperation]) -> Deferred[None]:
+    """
+    Perform C{operations} through C{driver}: all at once where it provides
+    L{IBatchWriter}, else one after another.  See
+    L{IBatchWriter.write_batch}.
+    """
+    if IBatchWriter.providedBy(driver):
+        written: Deferred[None] = driver.write_batch(operations)
+        return written
+
+    async def one_by_one() -> None:
+        for operation in operations:
+            await perform(driver, operation)
+
+    return ensureDeferred(one_by_one())
+
+
+async def perform(driver: IStorageDriver, operation: WriteOperation) -> None:
+    """Perform one write of a batch through C{driver}'s own method."""
+    if isinstance(operation, PutContent):
+        await driver.put_content(operation.path, operation.content)
+    elif isinstance(operation, Move):
+        await driver.move(operation.source, operation.dest)
+    else:
+        try:
+            await driver.delete(operation.path)
+        except PathNotFoundError:
+            if not operation.missing_ok:
+                raise
+
+
+def check_operation_paths(operations: Sequence[WriteOperation]) -> None:
+    """
+    Check every path the writes of a batch name (see L{check_path}); the
+    root is not one of them, even for a delete.
+    """
+    for operation in operations:
+        if isinstance(operation, Move):
+            check_path(operation.source)
+            check_path(operation.dest)
+        else:
+            check_path(operation.path)
+
+
 def list_files(
     driver: IStorageDriver, path: str, skip: Collection[str] = ()
 ) -> Deferred[list[FileInfo]]:
@@ -218,7 +266,7 @@ def _check_limit(limit: int | None) -> None:
         raise ValueError(f"a page's limit must be 0 or more, not {limit}")
 
 
-@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister, IPagedLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IBatchWriter, IFileLister, IPagedLister)
 class ValidatingDriver:
     """
     An L{IStorageDriver} that checks every path, then delegates to C{driver}
@@ -308,6 +356,15 @@ class ValidatingDriver:
             return get_contents(self.driver, paths)
 
         return self._call("get_contents", start)
+
+    def write_batch(self, operations: Sequence[WriteOperation]) -> Deferred[None]:
+        """See L{IBatchWriter.write_batch}: the driver's own, or one write after another."""
+
+        def start() -> Deferred[None]:
+            check_operation_paths(operations)
+            return write_batch(self.driver, operations)
+
+        return self._call("write_batch", start)
 
     def list_files(
         self, path: str, skip: Collection[str] = ()

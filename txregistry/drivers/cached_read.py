@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_cached_read -*-
 """
-Reading a small file on the reactor thread when, and only when, the kernel
-has it in memory: no call here can wait for a disk.
+Reading a small file, or a file's status, on the reactor thread when, and
+only when, the kernel has it in memory: no call here can wait for a disk.
 
 Every manifest request by tag reads the tag's link (71 bytes), and a trip
 to the thread pool and back costs more than the rest of the request's
@@ -51,7 +51,8 @@ class CachedReader:
     def __init__(self) -> None:
         self.available = sys.platform == "linux" and hasattr(os, "RWF_NOWAIT")
         self._syscall: ctypes._NamedFuncPointer | None = None
-        self._how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC, 0, _RESOLVE_CACHED)
+        self._read_how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC, 0, _RESOLVE_CACHED)
+        self._path_how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE_CACHED)
         if self.available:
             try:
                 syscall = ctypes.CDLL(None, use_errno=True).syscall
@@ -61,24 +62,21 @@ class CachedReader:
                 syscall.restype = ctypes.c_long
                 self._syscall = syscall
 
-    def read(self, path: str) -> bytes | None:
+    def _open(self, path: str, how: _OpenHow) -> int | None:
         """
-        The whole content of file C{path}, if the kernel can give it without
-        waiting; else L{None}.
+        A descriptor of C{path} opened from the dentry cache alone, or
+        L{None} when that is not enough (or not available).
 
-        @raise FileNotFoundError: the kernel knows, without waiting, that
-            C{path} does not exist.
-        @raise OSError: another error the kernel answered without waiting
-            (C{ENOTDIR}, C{EISDIR}, C{ENAMETOOLONG}...).
+        @raise OSError: an error the kernel answered without waiting.
         """
         if not self.available or self._syscall is None:
             return None
-        descriptor = self._syscall(
+        descriptor: int = self._syscall(
             _SYS_OPENAT2,
             _AT_FDCWD,
             os.fsencode(path),
-            ctypes.byref(self._how),
-            ctypes.sizeof(self._how),
+            ctypes.byref(how),
+            ctypes.sizeof(how),
         )
         if descriptor < 0:
             number = ctypes.get_errno()
@@ -90,6 +88,39 @@ class CachedReader:
                 self.available = False
                 return None
             raise OSError(number, os.strerror(number), path)
+        return descriptor
+
+    def stat(self, path: str) -> os.stat_result | None:
+        """
+        What C{os.stat} says of C{path}, if the kernel can say it without
+        waiting; else L{None}.
+
+        @raise FileNotFoundError: the kernel knows, without waiting, that
+            C{path} does not exist.
+        @raise OSError: another error the kernel answered without waiting.
+        """
+        descriptor = self._open(path, self._path_how)
+        if descriptor is None:
+            return None
+        try:
+            # An O_PATH descriptor reads nothing; its inode is in memory.
+            return os.fstat(descriptor)
+        finally:
+            os.close(descriptor)
+
+    def read(self, path: str) -> bytes | None:
+        """
+        The whole content of file C{path}, if the kernel can give it without
+        waiting; else L{None}.
+
+        @raise FileNotFoundError: the kernel knows, without waiting, that
+            C{path} does not exist.
+        @raise OSError: another error the kernel answered without waiting
+            (C{ENOTDIR}, C{EISDIR}, C{ENAMETOOLONG}...).
+        """
+        descriptor = self._open(path, self._read_how)
+        if descriptor is None:
+            return None
         try:
             # The inode is in memory once the file is open: no wait here.
             expected = os.fstat(descriptor).st_size

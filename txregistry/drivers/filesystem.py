@@ -13,12 +13,14 @@ import builtins
 import errno
 import os
 import shutil
+import stat
 import uuid
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
 from typing import IO, Any, TypeVar
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from zope.interface import implementer
 
 from txregistry.config import ConfigError, check_parameters
@@ -32,6 +34,7 @@ from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
     IBatchReader,
+    IBatchWriter,
     IFileLister,
     IFileReader,
     IFileWriter,
@@ -39,8 +42,11 @@ from txregistry.interfaces import (
     IPagedLister,
     IStorageDriver,
     IStorageDriverFactory,
+    Move,
+    PutContent,
+    WriteOperation,
 )
-from txregistry.threads import ThreadPool, in_thread, set_pool_size
+from txregistry.threads import DEFAULT_THREADS, ThreadPool, in_thread, set_pool_size
 
 T = TypeVar("T")
 
@@ -59,6 +65,15 @@ _WALK_READ_AHEAD = 2048
 # threads of their own, 1.2 s with the blob store listed beside them; each
 # thread handing its trees to a helper process (tree_listing), 0.8 s.
 _listing_pool = ThreadPool(2, "txregistry-list")
+# What one read of a small file asks for (most are links of 71 bytes).
+_READ_CHUNK = 64 * 1024
+# Every call but the reads and writes of a blob's bytes: short calls (a
+# small file written or read, a stat, a rename), one thread unless a call
+# blocks (see ThreadPool: with a thread per waiting call, sixteen pushes of
+# small blobs at once spent more time switching threads than working).
+# Bytes read and written go to the storage pool (in_thread), where the
+# hashing of an upload runs beside its writes.
+_file_calls = ThreadPool(DEFAULT_THREADS, "txregistry-files", core=1)
 _listing_processes = ListingProcesses()
 atexit.register(_listing_processes.stop_all)
 
@@ -112,29 +127,37 @@ def _make_folders(folder: str, sync: bool) -> None:
 def _in_thread(
     path: str,
     work: Callable[[], T],
-    pool: Callable[[Callable[[], T]], Deferred[T]] = in_thread,
+    pool: Callable[[Callable[[], T]], Deferred[T]] = _file_calls.run,
 ) -> Deferred[T]:
     """
-    Run C{work} in C{pool} (the storage pool unless given); a missing path
-    fails with L{PathNotFoundError}, a write that finds no room with
-    L{StorageFullError}.
+    Run C{work} in C{pool} (the pool of short calls unless given), its
+    errors translated by L{_translated}.
     """
+    return pool(lambda: _translated(path, work))
 
-    def run() -> T:
-        try:
-            return work()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+
+def _translated(path: str, work: Callable[[], T]) -> T:
+    """
+    Run C{work}: a missing path fails with L{PathNotFoundError}, a write
+    that finds no room with L{StorageFullError}.
+    """
+    try:
+        return work()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+        raise PathNotFoundError(path) from error
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            # No file can have that name (an upload id a client made up):
+            # none is there, as for a name that could exist.
             raise PathNotFoundError(path) from error
-        except OSError as error:
-            if error.errno == errno.ENAMETOOLONG:
-                # No file can have that name (an upload id a client made
-                # up): none is there, as for a name that could exist.
-                raise PathNotFoundError(path) from error
-            if error.errno in _NO_ROOM:
-                raise StorageFullError(path, error.strerror or str(error)) from error
-            raise
+        if error.errno in _NO_ROOM:
+            raise StorageFullError(path, error.strerror or str(error)) from error
+        raise
 
-    return pool(run)
+
+def _file_info(path: str, result: os.stat_result) -> FileInfo:
+    is_dir = stat.S_ISDIR(result.st_mode)
+    return FileInfo(path, 0 if is_dir else result.st_size, result.st_mtime, is_dir)
 
 
 @implementer(ILocalFileReader)
@@ -160,7 +183,7 @@ class FilesystemReader:
 
     def close(self) -> Deferred[None]:
         """See L{IFileReader.close}."""
-        return in_thread(self._file.close)
+        return _file_calls.run(self._file.close)
 
 
 @implementer(IFileWriter)
@@ -179,7 +202,7 @@ class FilesystemWriter:
     def write(self, data: bytes) -> Deferred[None]:
         """See L{IFileWriter.write}."""
         self.size += len(data)
-        return _in_thread(self._path, lambda: self._write_all(data))
+        return _in_thread(self._path, lambda: self._write_all(data), in_thread)
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -211,10 +234,10 @@ class FilesystemWriter:
             except FileNotFoundError:
                 pass
 
-        return in_thread(close_and_remove)
+        return _file_calls.run(close_and_remove)
 
 
-@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister, IPagedLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IBatchWriter, IFileLister, IPagedLister)
 class FilesystemDriver:
     """
     Stores each driver path as a file under C{root}.
@@ -241,12 +264,27 @@ class FilesystemDriver:
     def _temporary_name(self) -> str:
         """A new name in the temporary folder (made when missing), for a file or folder."""
         temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
-        os.makedirs(temporary_folder, exist_ok=True)
+        try:
+            os.mkdir(temporary_folder)  # one call, where makedirs makes three
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(temporary_folder, exist_ok=True)  # the root is missing too
         return os.path.join(temporary_folder, uuid.uuid4().hex)
 
     def _read_now(self, path: str) -> bytes:
-        with open(self._full(path), "rb") as file:
-            return file.read()
+        # No file object: a batch reads a thousand links (the referrers of
+        # a subject), and one costs three times the system calls' time.
+        descriptor = os.open(self._full(path), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(descriptor, _READ_CHUNK):
+                chunks.append(chunk)
+                if len(chunk) < _READ_CHUNK:
+                    break  # a short read of a regular file: its end
+            return b"".join(chunks)
+        finally:
+            os.close(descriptor)
 
     def get_content(self, path: str) -> Deferred[bytes]:
         """
@@ -278,30 +316,51 @@ class FilesystemDriver:
                     continue
             return found
 
-        return in_thread(read_all)
+        return _file_calls.run(read_all)
 
     def put_content(self, path: str, content: bytes) -> Deferred[None]:
         """See L{IStorageDriver.put_content}."""
+        return _in_thread(path, lambda: self._put_now(path, content))
 
-        def write() -> None:
-            temporary = self._temporary_name()
-            try:
-                with open(temporary, "wb") as file:
-                    file.write(content)
-                    if self.fsync:
-                        file.flush()
-                        os.fsync(file.fileno())
-                full = self._full(path)
-                if not self._place_in_new_folders(temporary, full):
-                    _make_folders(os.path.dirname(full), self.fsync)
-                    os.replace(temporary, full)
-                    if self.fsync:
-                        _sync_folder(os.path.dirname(full))
-            finally:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
+    def _put_now(self, path: str, content: bytes) -> None:
+        temporary = self._temporary_name()
+        try:
+            with open(temporary, "wb") as file:
+                file.write(content)
+                if self.fsync:
+                    file.flush()
+                    os.fsync(file.fileno())
+            full = self._full(path)
+            if not self._place_in_new_folders(temporary, full):
+                _make_folders(os.path.dirname(full), self.fsync)
+                os.replace(temporary, full)
+                if self.fsync:
+                    _sync_folder(os.path.dirname(full))
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
 
-        return _in_thread(path, write)
+    def write_batch(self, operations: Sequence[WriteOperation]) -> Deferred[None]:
+        """See L{IBatchWriter.write_batch}: all in one trip to the thread pool."""
+
+        def write_all() -> None:
+            for operation in operations:
+                if isinstance(operation, PutContent):
+                    _translated(
+                        operation.path, partial(self._put_now, operation.path, operation.content)
+                    )
+                elif isinstance(operation, Move):
+                    _translated(
+                        operation.source, partial(self._move_now, operation.source, operation.dest)
+                    )
+                else:
+                    try:
+                        _translated(operation.path, partial(self._delete_now, operation.path))
+                    except PathNotFoundError:
+                        if not operation.missing_ok:
+                            raise
+
+        return _file_calls.run(write_all)
 
     def _place_in_new_folders(self, temporary: str, full: str) -> bool:
         """
@@ -378,14 +437,23 @@ class FilesystemDriver:
         return _in_thread(path, open_for_writing)
 
     def stat(self, path: str) -> Deferred[FileInfo]:
-        """See L{IStorageDriver.stat}."""
-
-        def stat() -> FileInfo:
-            result = os.stat(self._full(path))
-            is_dir = os.path.isdir(self._full(path))
-            return FileInfo(path, 0 if is_dir else result.st_size, result.st_mtime, is_dir)
-
-        return _in_thread(path, stat)
+        """
+        See L{IStorageDriver.stat}: on the reactor thread when the kernel
+        knows the answer without waiting (as L{get_content}), else in the
+        thread pool.
+        """
+        try:
+            cached = self._cached_reader.stat(self._full(path))
+        except (FileNotFoundError, NotADirectoryError):
+            # Known missing without waiting: from a negative dentry, which
+            # on a local file system is the truth (a commit's look for its
+            # blob, before the blob exists).
+            return fail(PathNotFoundError(path))
+        except OSError:
+            cached = None  # the thread pool's stat says what is wrong
+        if cached is not None:
+            return succeed(_file_info(path, cached))
+        return _in_thread(path, lambda: _file_info(path, os.stat(self._full(path))))
 
     def _children(self, path: str) -> list[os.DirEntry[str]]:
         with os.scandir(self._full(path)) as entries:
@@ -467,25 +535,24 @@ class FilesystemDriver:
 
     def move(self, source: str, dest: str) -> Deferred[None]:
         """See L{IStorageDriver.move}."""
+        return _in_thread(source, lambda: self._move_now(source, dest))
 
-        def move() -> None:
-            full_source = self._full(source)
-            if not os.path.exists(full_source):
-                raise FileNotFoundError(errno.ENOENT, "no such file", full_source)
-            full_dest = self._full(dest)
-            if self.fsync:
-                # A committed upload's bytes: written without syncing.
-                descriptor = os.open(full_source, os.O_RDONLY)
-                try:
-                    os.fsync(descriptor)
-                finally:
-                    os.close(descriptor)
-            _make_folders(os.path.dirname(full_dest), self.fsync)
-            os.replace(full_source, full_dest)
-            if self.fsync:
-                _sync_folder(os.path.dirname(full_dest))
-
-        return _in_thread(source, move)
+    def _move_now(self, source: str, dest: str) -> None:
+        full_source = self._full(source)
+        if not os.path.exists(full_source):
+            raise FileNotFoundError(errno.ENOENT, "no such file", full_source)
+        full_dest = self._full(dest)
+        if self.fsync:
+            # A committed upload's bytes: written without syncing.
+            descriptor = os.open(full_source, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        _make_folders(os.path.dirname(full_dest), self.fsync)
+        os.replace(full_source, full_dest)
+        if self.fsync:
+            _sync_folder(os.path.dirname(full_dest))
 
     def _delete_now(self, path: str) -> None:
         full = self._full(path)
@@ -559,7 +626,7 @@ class FilesystemDriver:
                 deleted.append(path)
             return deleted
 
-        return in_thread(delete_all)
+        return _file_calls.run(delete_all)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}: files are served by the registry."""
@@ -671,6 +738,7 @@ class FilesystemDriverFactory:
         if max_threads < 25:
             raise ConfigError("storage.filesystem.maxthreads", "must be at least 25")
         set_pool_size(max_threads)
+        _file_calls.threads = max_threads
         return FilesystemDriver(root, fsync=parameters.get("fsync", False))
 
 

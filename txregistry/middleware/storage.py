@@ -20,21 +20,24 @@ from txregistry.drivers.base import (
     list_files,
     list_page,
     marked_folders,
+    write_batch,
 )
 from txregistry.interfaces import (
     FileInfo,
     IBatchDeleter,
     IBatchReader,
+    IBatchWriter,
     IFileLister,
     IFileReader,
     IFileWriter,
     IPagedLister,
     IStorageDriver,
     IStorageMiddlewareFactory,
+    WriteOperation,
 )
 
 
-@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IFileLister, IPagedLister)
+@implementer(IStorageDriver, IBatchDeleter, IBatchReader, IBatchWriter, IFileLister, IPagedLister)
 class DelegatingDriver:
     """
     An L{IStorageDriver} that passes every call to C{driver}: a middleware
@@ -97,6 +100,13 @@ class DelegatingDriver:
         that changes L{get_content} changes this too.
         """
         return get_contents(self.driver, paths)
+
+    def write_batch(self, operations: Sequence[WriteOperation]) -> Deferred[None]:
+        """
+        See L{IBatchWriter.write_batch}: the wrapped driver's.  A middleware
+        that changes L{put_content}, L{move} or L{delete} changes this too.
+        """
+        return write_batch(self.driver, operations)
 
     def list_files(
         self, path: str, skip: Collection[str] = ()

@@ -12,7 +12,7 @@ from txregistry.cache import LAYER
 from txregistry.digest import Digest
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.errors import BLOB_UNKNOWN, RegistryError
-from txregistry.interfaces import ICache, IFileReader, IStorageDriver
+from txregistry.interfaces import ICache, IFileReader, IStorageDriver, PutContent
 from txregistry.registry import paths
 
 # The descriptor cache's kind for blobs linked into a repository.
@@ -90,9 +90,12 @@ class LinkedBlobStore:
 
     async def link(self, digest: Digest) -> None:
         """Make a stored blob part of this repository."""
-        await self.driver.put_content(
-            paths.layer_link(self.repository, digest), paths.link_content(digest)
-        )
+        operation = self.link_operation(digest)
+        await self.driver.put_content(operation.path, operation.content)
+
+    def link_operation(self, digest: Digest) -> PutContent:
+        """The write that L{link} makes, for a batch of writes that ends with it."""
+        return PutContent(paths.layer_link(self.repository, digest), paths.link_content(digest))
 
     async def unlink(self, digest: Digest) -> None:
         """

@@ -19,13 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredLock, FirstError, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, FirstError, gatherResults, succeed
 from twisted.python.failure import Failure
 
 from txregistry.digest import CANONICAL_ALGORITHM, Digest
+from txregistry.drivers.base import exists, write_batch
 from txregistry.drivers.errors import PathNotFoundError, StorageFullError
 from txregistry.errors import BLOB_UPLOAD_UNKNOWN, DIGEST_INVALID
-from txregistry.interfaces import FileInfo, IFileWriter, IStorageDriver
+from txregistry.interfaces import (
+    Delete,
+    FileInfo,
+    IFileWriter,
+    IStorageDriver,
+    Move,
+    PutContent,
+    WriteOperation,
+)
 from txregistry.registry import paths
 from txregistry.registry.blobs import BlobDescriptor, LinkedBlobStore
 from txregistry.threads import in_thread
@@ -34,6 +43,9 @@ from txregistry.threads import in_thread
 # hops and requests to object storage are few, small enough to bound memory.
 WRITE_BATCH = 4 * 1024 * 1024
 REHASH_READ = 1024 * 1024
+# Bytes hashed on the reactor thread: a trip to the thread pool and back
+# costs more than hashing this much (SHA-256 of 64 KiB: about 0.1 ms).
+INLINE_HASH = 64 * 1024
 
 
 @dataclass
@@ -156,7 +168,11 @@ class UploadAppender:
             taken += len(chunk)
         data = batch[0] if len(batch) == 1 else b"".join(batch)
         del batch
-        hashed = in_thread(self.hasher.update, data)
+        if len(data) <= INLINE_HASH:
+            self.hasher.update(data)
+            hashed: Deferred[Any] = succeed(None)
+        else:
+            hashed = in_thread(self.hasher.update, data)
         written = self.writer.write(data)
         self._in_flight = gatherResults([hashed, written], consumeErrors=True)
 
@@ -323,16 +339,62 @@ class UploadSession:
             await self.cancel()
             raise DIGEST_INVALID(f"content does not match digest {expected}")
         blob_path = paths.blob_data(expected)
-        try:
-            await driver.stat(blob_path)
-        except PathNotFoundError:
+        writes: list[WriteOperation] = []
+        if not await exists(driver, blob_path):
             if self.size == 0:
-                await driver.put_content(blob_path, b"")
+                writes.append(PutContent(blob_path, b""))
             else:
-                await driver.move(self._data_path, blob_path)
-        await self.uploads.linked.link(expected)
-        await self.discard()
+                writes.append(Move(self._data_path, blob_path))
+        await self._finish(expected, writes)
         return BlobDescriptor(expected, self.size)
+
+    async def commit_bytes(self, content: bytes, expected: Digest) -> BlobDescriptor:
+        """
+        Append C{content} (the request's whole body, small enough to be held
+        in memory) and commit, as L{commit} does after an appender wrote
+        it.  When the upload holds nothing yet, which is the usual case (a
+        POST, then a PUT with the blob), C{content} becomes the blob without
+        going through the upload's file: a few small writes in one batch.
+        """
+        await self.uploads.hash_states.lock(self.upload_id)
+        try:
+            try:
+                info = await self.uploads.driver.stat(self._data_path)
+            except PathNotFoundError:
+                raise BLOB_UPLOAD_UNKNOWN(self.upload_id) from None
+            if info.size == 0:
+                self.size = len(content)
+                self.uploads.totals.bytes_received += len(content)
+                if (await _hashed(expected.algorithm, content)).hexdigest() != expected.hex:
+                    await self.cancel()
+                    raise DIGEST_INVALID(f"content does not match digest {expected}")
+                await self._finish(expected, [PutContent(paths.blob_data(expected), content)])
+                return BlobDescriptor(expected, self.size)
+        except StorageFullError:
+            await self.discard()
+            raise
+        finally:
+            self.uploads.hash_states.unlock(self.upload_id)
+        if content:
+            appender = await self.open_appender(expected.algorithm)
+            appender.write(content)
+            await appender.close()
+        return await self.commit(expected)
+
+    async def _finish(self, digest: Digest, writes: list[WriteOperation]) -> None:
+        """
+        Store the blob (C{writes}), link it into the repository and delete
+        the upload, in one batch of writes (see L{write_batch}).
+        """
+        self.uploads.hash_states.forget(self.upload_id)
+        await write_batch(
+            self.uploads.driver,
+            [
+                *writes,
+                self.uploads.linked.link_operation(digest),
+                Delete(paths.upload(self.repository, self.upload_id), missing_ok=True),
+            ],
+        )
 
     async def cancel(self) -> None:
         """
@@ -377,15 +439,39 @@ class Uploads:
         upload_id = str(uuid.uuid4())
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         session = UploadSession(self, upload_id, started_at, 0)
-        await self.driver.put_content(paths.upload_data(self.repository, upload_id), b"")
         try:
-            await self.driver.put_content(
-                paths.upload_started_at(self.repository, upload_id), started_at.encode("ascii")
+            await write_batch(
+                self.driver,
+                [
+                    PutContent(paths.upload_data(self.repository, upload_id), b""),
+                    PutContent(
+                        paths.upload_started_at(self.repository, upload_id),
+                        started_at.encode("ascii"),
+                    ),
+                ],
             )
         except StorageFullError:
             await session.discard()  # an empty file fits where its date does not
             raise
         return session
+
+    async def put_whole(self, content: bytes, expected: Digest) -> BlobDescriptor:
+        """
+        Store C{content} as blob C{expected} of this repository, once it is
+        verified, with no upload in storage: a monolithic C{POST} whose
+        body is small enough to be held in memory.
+
+        @raise txregistry.errors.RegistryError: DIGEST_INVALID when the
+            content does not match.
+        """
+        self.totals.bytes_received += len(content)
+        if (await _hashed(expected.algorithm, content)).hexdigest() != expected.hex:
+            raise DIGEST_INVALID(f"content does not match digest {expected}")
+        await write_batch(
+            self.driver,
+            [PutContent(paths.blob_data(expected), content), self.linked.link_operation(expected)],
+        )
+        return BlobDescriptor(expected, len(content))
 
     async def resume(self, upload_id: str) -> UploadSession:
         """
@@ -418,3 +504,13 @@ class Uploads:
         writer = await self.driver.writer(data_path, append=True)
         await writer.close()
         return await self.driver.stat(data_path)
+
+
+async def _hashed(algorithm: str, content: bytes) -> Any:
+    """A hash of C{content}: on the reactor thread when it is small."""
+    hasher = Digest(algorithm, "").hasher()
+    if len(content) <= INLINE_HASH:
+        hasher.update(content)
+    else:
+        await in_thread(hasher.update, content)
+    return hasher

@@ -261,6 +261,9 @@ class RegistryApp:
             return None  # answered when the request is rendered
         body_handler = self._body_handlers.get((context.match.route.name, head.method))
         if body_handler is None or not body_handler.streams(context):
+            # Twisted holds the body; the request is answered with this
+            # context once it is in.
+            request.txregistry_context = context  # type: ignore[attr-defined]
             return None
 
         async def prepare() -> UploadAppender:
@@ -307,10 +310,14 @@ class RegistryApp:
         if not self.healthy:
             # As Distribution's health.Handler: every path, before routing.
             raise UNAVAILABLE("health check failed: please see /debug/health")
-        head = RequestHead.parse(
-            request.method, request.uri, request.requestHeaders, self.config.http.prefix
-        )
-        context = self._context(request, head)
+        context: RequestContext | None = getattr(request, "txregistry_context", None)
+        if context is None:
+            head = RequestHead.parse(
+                request.method, request.uri, request.requestHeaders, self.config.http.prefix
+            )
+            context = self._context(request, head)
+        else:
+            head = context.head
         handler = self._handlers[(context.match.route.name, head.method)]
         if self.metrics is not None:
             # Counted in _request_done, once answered (or the client left).

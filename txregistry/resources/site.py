@@ -150,6 +150,15 @@ class RegistryChannel(http.HTTPChannel):
 
     # -- the phases ----------------------------------------------------------
 
+    _secure: bool | None = None
+
+    def isSecure(self) -> bool:
+        """Whether the connection is over TLS: asked once, as it cannot change."""
+        secure = self._secure
+        if secure is None:
+            secure = self._secure = bool(super().isSecure())
+        return secure
+
     def connectionMade(self) -> None:
         """A client connected: its first request's headers are due."""
         self._idle_timeout = self.timeOut

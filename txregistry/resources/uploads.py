@@ -36,6 +36,14 @@ from txregistry.resources.upload_state import UploadState
 
 _log = Logger()
 
+# A PUT or monolithic POST body of at most this many bytes (by its
+# Content-Length) is not streamed: Twisted holds it in memory (up to 100 000
+# bytes it does so, past that in a file) and the blob is stored in one batch
+# of writes.  Streaming it costs a trip to the thread pool for each of
+# opening, writing and closing the upload's file, which is most of a small
+# blob's push (signatures, SBOMs, attestations, a config).
+SMALL_BODY = 64 * 1024
+
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?", re.ASCII)
 
 
@@ -56,22 +64,18 @@ async def _created(
     """201 for a blob pushed or mounted, once its event is stored."""
     name = context.match.name
     assert name is not None
-    target = content_target(
-        name,
-        BLOB_MEDIA_TYPE,
-        descriptor.size,
-        descriptor.digest,
-        context.urls.blob(name, descriptor.digest),
-        from_repository=mounted_from,
-    )
-    await context.notify(PUSH if mounted_from is None else MOUNT, target, durable=True)
-    return Response(
-        201,
-        {
-            "Location": context.urls.blob(name, descriptor.digest),
-            "Docker-Content-Digest": str(descriptor.digest),
-        },
-    )
+    location = context.urls.blob(name, descriptor.digest)
+    if context.notifying:
+        target = content_target(
+            name,
+            BLOB_MEDIA_TYPE,
+            descriptor.size,
+            descriptor.digest,
+            location,
+            from_repository=mounted_from,
+        )
+        await context.notify(PUSH if mounted_from is None else MOUNT, target, durable=True)
+    return Response(201, {"Location": location, "Docker-Content-Digest": str(descriptor.digest)})
 
 
 def _required_digest(context: RequestContext) -> Digest:
@@ -166,13 +170,34 @@ async def _appender(context: RequestContext) -> UploadAppender:
     body: UploadBody | None = getattr(context.request, "upload_body", None)
     if body is not None:
         return await body.result()
-    return await prepare_write(context)
+    appender = await prepare_write(context)
+    appender.write(_buffered_body(context))
+    return appender
+
+
+def _buffered_body(context: RequestContext) -> bytes:
+    """The request's body, which Twisted held (it was not streamed)."""
+    content = context.request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    body: bytes = content.read()
+    return body
 
 
 def _streams_upload_body(context: RequestContext) -> bool:
-    if context.head.method == "POST":
-        return context.head.argument("digest") is not None and not _is_mount(context)
-    return True
+    method = context.head.method
+    if method == "POST" and (context.head.argument("digest") is None or _is_mount(context)):
+        return False
+    return method == "PATCH" or not _is_small(context)
+
+
+def _is_small(context: RequestContext) -> bool:
+    """Whether the request says its body is at most L{SMALL_BODY} bytes."""
+    if context.head.header("Transfer-Encoding") is not None:
+        return False
+    length = context.head.header("Content-Length")
+    return length is not None and length.strip().isdigit() and int(length) <= SMALL_BODY
 
 
 def _is_mount(context: RequestContext) -> bool:
@@ -222,6 +247,17 @@ async def complete_upload(context: RequestContext) -> Response:
 
 async def _finish_upload(context: RequestContext, monolithic: bool) -> Response:
     digest = _required_digest(context)
+    if getattr(context.request, "upload_body", None) is None:
+        # A small body, held whole: stored in one batch of writes.
+        context.check_writable()
+        content = _buffered_body(context)
+        if monolithic:
+            descriptor = await context.repository.uploads.put_whole(content, digest)
+        else:
+            session = await _resume(context, check_offset=True)
+            _check_content_range(context, session)
+            descriptor = await session.commit_bytes(content, digest)
+        return await _created(context, descriptor)
     appender = await _appender(context)
     try:
         await appender.close()

@@ -7,11 +7,25 @@ as Distribution builds them, or relative with C{http.relativeurls}.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, lru_cache
 from urllib.parse import quote, urlencode
 
 from txregistry.digest import Digest
 from txregistry.resources.routes import RequestHead
+
+
+@lru_cache(maxsize=1024)
+def _quoted(name: str) -> str:
+    """A repository name in a URL path (the same name comes back often)."""
+    return quote(name)
+
+
+def _quoted_state(state: str) -> str:
+    """
+    A signed upload state in a query: URL-safe base64, whose only character
+    a query needs quoted is the padding's C{=}.
+    """
+    return state.replace("=", "%3D")
 
 
 class URLBuilder:
@@ -59,11 +73,11 @@ class URLBuilder:
 
     def blob(self, name: str, digest: Digest) -> str:
         """The URL of a blob."""
-        return f"{self._root}{quote(name)}/blobs/{digest}"
+        return f"{self._root}{_quoted(name)}/blobs/{digest}"
 
     def manifest(self, name: str, digest: Digest) -> str:
         """The URL of a manifest, by digest."""
-        return f"{self._root}{quote(name)}/manifests/{digest}"
+        return f"{self._root}{_quoted(name)}/manifests/{digest}"
 
     def next_page(self, path: str, last: str, count: int) -> str:
         """
@@ -75,4 +89,5 @@ class URLBuilder:
 
     def upload(self, name: str, upload_id: str, state: str) -> str:
         """The URL of an upload in progress, with its signed state."""
-        return f"{self._root}{quote(name)}/blobs/uploads/{upload_id}?_state={quote(state, safe='')}"
+        query = f"_state={_quoted_state(state)}"
+        return f"{self._root}{_quoted(name)}/blobs/uploads/{upload_id}?{query}"

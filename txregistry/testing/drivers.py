@@ -39,6 +39,7 @@ from txregistry.drivers.base import (
     list_files,
     list_page,
     marked_folders,
+    write_batch,
 )
 from txregistry.drivers.errors import (
     InvalidOffsetError,
@@ -46,14 +47,19 @@ from txregistry.drivers.errors import (
     PathNotFoundError,
 )
 from txregistry.interfaces import (
+    Delete,
     FileInfo,
     IBatchDeleter,
     IBatchReader,
+    IBatchWriter,
     IFileLister,
     IFileReader,
     IFileWriter,
     IPagedLister,
     IStorageDriver,
+    Move,
+    PutContent,
+    WriteOperation,
 )
 
 if TYPE_CHECKING:
@@ -750,6 +756,71 @@ class DriverTestsMixin(_Base):
         self.assertEqual(await get_contents(self.driver, []), {})
         if IBatchReader.providedBy(self.driver):
             self.assertTrue(verifyObject(IBatchReader, self.driver))
+
+    # -- write_batch ---------------------------------------------------------
+
+    async def test_write_batch(self) -> None:
+        """
+        Every write of a batch is done, in order: a file put, then moved, a
+        folder deleted, a missing path deleted with C{missing_ok}.
+        """
+        tree = self.tree()
+        await self.driver.put_content(f"{tree}/old/file", b"old")
+        await write_batch(
+            self.driver,
+            [
+                PutContent(f"{tree}/new/file", b"new"),
+                Move(f"{tree}/new/file", f"{tree}/moved/file"),
+                PutContent(f"{tree}/moved/other", b"other"),
+                Delete(f"{tree}/old"),
+                Delete(f"{tree}/missing", missing_ok=True),
+            ],
+        )
+        self.assertEqual(await self.driver.get_content(f"{tree}/moved/file"), b"new")
+        self.assertEqual(await self.driver.get_content(f"{tree}/moved/other"), b"other")
+        for gone in (f"{tree}/new/file", f"{tree}/old/file", f"{tree}/old"):
+            await self.assert_fails(PathNotFoundError, partial(self.driver.stat, gone))
+        await write_batch(self.driver, [])
+        if IBatchWriter.providedBy(self.driver):
+            self.assertTrue(verifyObject(IBatchWriter, self.driver))
+
+    async def test_write_batch_stops_at_a_failure(self) -> None:
+        """
+        The first write that fails fails the batch with its error: the
+        writes before it stay done, those after it are not tried.
+        """
+        tree = self.tree()
+        await self.assert_fails(
+            PathNotFoundError,
+            lambda: write_batch(
+                self.driver,
+                [
+                    PutContent(f"{tree}/before", b"before"),
+                    Move(f"{tree}/missing", f"{tree}/moved"),
+                    PutContent(f"{tree}/after", b"after"),
+                ],
+            ),
+        )
+        self.assertEqual(await self.driver.get_content(f"{tree}/before"), b"before")
+        await self.assert_fails(PathNotFoundError, partial(self.driver.stat, f"{tree}/after"))
+        await self.assert_fails(
+            PathNotFoundError,
+            lambda: write_batch(self.driver, [Delete(f"{tree}/missing"), Delete(f"{tree}/before")]),
+        )
+        self.assertEqual(await self.driver.get_content(f"{tree}/before"), b"before")
+
+    async def test_write_batch_checks_every_path_first(self) -> None:
+        """A batch that names an invalid path (or the root) writes nothing."""
+        tree = self.tree()
+        invalid: list[WriteOperation] = [
+            PutContent(f"{tree}/../escape", b"x"),
+            Move(f"{tree}/before", "relative"),
+            Delete("/"),
+        ]
+        for operation in invalid:
+            batch = [PutContent(f"{tree}/before", b"x"), operation]
+            await self.assert_fails(InvalidPathError, partial(write_batch, self.driver, batch))
+            await self.assert_fails(PathNotFoundError, partial(self.driver.stat, f"{tree}/before"))
 
     # -- walk ----------------------------------------------------------------
 
