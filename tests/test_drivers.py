@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -87,6 +88,26 @@ class FilesystemDriverTests(DriverTestsMixin, TestCase):
         self.assertTrue(missing.called)
         with self.assertRaises(PathNotFoundError):
             await missing
+
+    async def test_temporary_folder_removed_meanwhile(self) -> None:
+        """
+        The temporary folder, removed by hand while the driver runs, is made
+        again by the next write that needs it: a file put in a folder that
+        exists, one put in new folders, a folder removed whole.
+        """
+        tree = self.tree()
+        temporary = os.path.join(self.root, "~tmp")
+        await self.driver.put_content(f"{tree}/a/file", b"a")
+        shutil.rmtree(temporary)
+        await self.driver.put_content(f"{tree}/a/other", b"other")
+        shutil.rmtree(temporary)
+        await self.driver.put_content(f"{tree}/b/new/file", b"b")
+        shutil.rmtree(temporary)
+        await self.driver.delete(f"{tree}/a")
+        self.assertEqual(await self.driver.get_content(f"{tree}/b/new/file"), b"b")
+        with self.assertRaises(PathNotFoundError):
+            await self.driver.stat(f"{tree}/a")
+        self.assertEqual(os.listdir(temporary), [])
 
     async def test_temporary_folder_hidden(self) -> None:
         """The temporary folder atomic puts use is neither listed nor walked."""

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from txregistry.drivers import folder_listings
+from support import temporary_directory
+from txregistry.drivers import folder_listings, paged_listing
 from txregistry.drivers.errors import PathNotFoundError
 from txregistry.drivers.filesystem import FilesystemDriver
 from txregistry.drivers.folder_listings import SortedListings
+from txregistry.drivers.paged_listing import FolderPage, Listing
 
 
 def make_folder(tmp_path: Path, count: int, settled: bool = True) -> Path:
@@ -126,7 +129,7 @@ class FilesystemPagesTests(TestCase):
     """The filesystem driver's pages of a big folder, kept sorted."""
 
     async def test_pages_see_changes(self) -> None:
-        root = Path(self.mktemp())
+        root = Path(temporary_directory(self))
         tags = root / "repositories/r/_manifests/tags"
         tags.mkdir(parents=True)
         names = [f"v{number:05d}" for number in range(folder_listings.SMALLEST + 200)]
@@ -151,3 +154,51 @@ class FilesystemPagesTests(TestCase):
         self.assertEqual(await driver.list_page(path, "v00100", 2), ["v00100a", "v00101"])
         with self.assertRaises(PathNotFoundError):
             await driver.list_page("/repositories/none/_manifests/tags", None, 2)
+
+
+class SearchBatchTests(TestCase):
+    """How many folders the search of marked folders looks into at once."""
+
+    def read_tree(self, read: list[str]) -> Callable[[Listing], FolderPage]:
+        """
+        A reader of a tree of five organisations of twenty repositories
+        each, that records the folders read in C{read}.
+        """
+        tree: dict[str, list[str]] = {"/r": [f"org{k}" for k in range(5)]}
+        for k in range(5):
+            tree[f"/r/org{k}"] = [f"app{i:02d}" for i in range(20)]
+            for i in range(20):
+                tree[f"/r/org{k}/app{i:02d}"] = ["_manifests", "_layers"]
+
+        def read_listing(listing: Listing) -> FolderPage:
+            read.append(listing.folder)
+            children = tree.get(listing.folder)
+            if children is None:
+                return paged_listing.EMPTY
+            return paged_listing.whole_listing(listing, children, children)
+
+        return read_listing
+
+    def test_one_at_a_time_reads_only_what_the_page_needs(self) -> None:
+        """
+        Read one listing after another, a first page of three reads the
+        top folder, the first organisation and its first three repositories.
+        """
+        read: list[str] = []
+        search = paged_listing.search("/r", {"_manifests"}, None, 3, at_once=1)
+        found = paged_listing.run(search, self.read_tree(read))
+        self.assertEqual(found, ["org0/app00", "org0/app01", "org0/app02"])
+        self.assertEqual(read, ["/r", "/r/org0", "/r/org0/app00", "/r/org0/app01", "/r/org0/app02"])
+
+    def test_batches_look_ahead(self) -> None:
+        """
+        For a reader that takes a batch concurrently, the organisations are
+        looked into several at once (as many as the page may need): the
+        same page, more folders read.
+        """
+        read: list[str] = []
+        search = paged_listing.search("/r", {"_manifests"}, None, 3)
+        found = paged_listing.run(search, self.read_tree(read))
+        self.assertEqual(found, ["org0/app00", "org0/app01", "org0/app02"])
+        self.assertEqual(read[:4], ["/r", "/r/org0", "/r/org1", "/r/org2"])
+        self.assertEqual(len(read), 4 + 3)

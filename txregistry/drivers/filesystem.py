@@ -67,12 +67,13 @@ _WALK_READ_AHEAD = 2048
 _listing_pool = ThreadPool(2, "txregistry-list")
 # What one read of a small file asks for (most are links of 71 bytes).
 _READ_CHUNK = 64 * 1024
-# Every call but the reads and writes of a blob's bytes: short calls (a
-# small file written or read, a stat, a rename), one thread unless a call
-# blocks (see ThreadPool: with a thread per waiting call, sixteen pushes of
-# small blobs at once spent more time switching threads than working).
-# Bytes read and written go to the storage pool (in_thread), where the
-# hashing of an upload runs beside its writes.
+# The short calls (a small file written or read, a stat, a rename, a page
+# of a listing): one thread unless a call blocks (see ThreadPool: with a
+# thread per waiting call, sixteen pushes of small blobs at once spent more
+# time switching threads than working).  The storage pool (in_thread) keeps
+# the reads and writes of a blob's bytes, where the hashing of an upload
+# runs beside its writes, and the batches garbage collection sends sixteen
+# at a time (deletes, reads of manifests, a walk's read-ahead).
 _file_calls = ThreadPool(DEFAULT_THREADS, "txregistry-files", core=1)
 _listing_processes = ListingProcesses()
 atexit.register(_listing_processes.stop_all)
@@ -257,20 +258,57 @@ class FilesystemDriver:
         self.fsync = fsync
         self._listings = SortedListings()
         self._cached_reader = CachedReader()
+        self._temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
+        # Whether the temporary folder was made: then it is not made again
+        # for every name (a system call, and in a batch of small writes each
+        # one is a chance for another thread to take the GIL) unless a call
+        # finds it gone.
+        self._temporary_made = False
 
     def _full(self, path: str) -> str:
         return self.root if path == "/" else self.root + path
 
     def _temporary_name(self) -> str:
-        """A new name in the temporary folder (made when missing), for a file or folder."""
-        temporary_folder = os.path.join(self.root, _TEMPORARY_FOLDER)
+        """A new name in the temporary folder (made when first needed), for a file or folder."""
+        if not self._temporary_made:
+            os.makedirs(self._temporary_folder, exist_ok=True)
+            self._temporary_made = True
+        return os.path.join(self._temporary_folder, uuid.uuid4().hex)
+
+    def _in_temporary(self, make: Callable[[str], T]) -> T:
+        """
+        C{make} called with a new name in the temporary folder; called
+        again with another if it fails because the folder is gone (removed
+        by hand since it was made).
+        """
         try:
-            os.mkdir(temporary_folder)  # one call, where makedirs makes three
-        except FileExistsError:
-            pass
+            return make(self._temporary_name())
         except FileNotFoundError:
-            os.makedirs(temporary_folder, exist_ok=True)  # the root is missing too
-        return os.path.join(temporary_folder, uuid.uuid4().hex)
+            if os.path.isdir(self._temporary_folder):
+                raise
+            self._temporary_made = False
+        return make(self._temporary_name())
+
+    def _temporary_file(self, content: bytes) -> str:
+        """A new file in the temporary folder holding C{content} (synced with fsync)."""
+
+        def create(name: str) -> tuple[str, int]:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            return name, os.open(name, flags, 0o666)
+
+        temporary, descriptor = self._in_temporary(create)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            if self.fsync:
+                os.fsync(descriptor)
+        except BaseException:
+            os.close(descriptor)
+            os.unlink(temporary)
+            raise
+        os.close(descriptor)
+        return temporary
 
     def _read_now(self, path: str) -> bytes:
         # No file object: a batch reads a thousand links (the referrers of
@@ -316,29 +354,29 @@ class FilesystemDriver:
                     continue
             return found
 
-        return _file_calls.run(read_all)
+        return in_thread(read_all)
 
     def put_content(self, path: str, content: bytes) -> Deferred[None]:
         """See L{IStorageDriver.put_content}."""
         return _in_thread(path, lambda: self._put_now(path, content))
 
     def _put_now(self, path: str, content: bytes) -> None:
-        temporary = self._temporary_name()
+        temporary = self._temporary_file(content)
+        placed = False
         try:
-            with open(temporary, "wb") as file:
-                file.write(content)
-                if self.fsync:
-                    file.flush()
-                    os.fsync(file.fileno())
             full = self._full(path)
             if not self._place_in_new_folders(temporary, full):
                 _make_folders(os.path.dirname(full), self.fsync)
                 os.replace(temporary, full)
                 if self.fsync:
                     _sync_folder(os.path.dirname(full))
+            placed = True
         finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+            if not placed:
+                try:
+                    os.unlink(temporary)
+                except FileNotFoundError:
+                    pass
 
     def write_batch(self, operations: Sequence[WriteOperation]) -> Deferred[None]:
         """See L{IBatchWriter.write_batch}: all in one trip to the thread pool."""
@@ -528,9 +566,10 @@ class FilesystemDriver:
         See L{IPagedLister.marked_folders}: the whole search in one trip to
         the thread pool, a C{scandir} per folder it looks into (which says
         both whether the folder is marked and what is below it), and no
-        C{stat}.
+        C{stat}; one folder looked into at a time, so that no folder the
+        page does not need is read.
         """
-        search = paged_listing.search(path, marks, after, limit)
+        search = paged_listing.search(path, marks, after, limit, at_once=1)
         return _in_thread(path, lambda: paged_listing.run(search, self._folder_page))
 
     def move(self, source: str, dest: str) -> Deferred[None]:
@@ -581,9 +620,12 @@ class FilesystemDriver:
         except OSError as error:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-        removed = self._temporary_name()
-        os.rename(folder, removed)
-        _remove_tree(removed)
+
+        def rename(name: str) -> str:
+            os.rename(folder, name)
+            return name
+
+        _remove_tree(self._in_temporary(rename))
 
     def delete(self, path: str) -> Deferred[None]:
         """See L{IStorageDriver.delete}."""
@@ -626,7 +668,7 @@ class FilesystemDriver:
                 deleted.append(path)
             return deleted
 
-        return _file_calls.run(delete_all)
+        return in_thread(delete_all)
 
     def redirect_url(self, method: str, path: str) -> Deferred[str | None]:
         """See L{IStorageDriver.redirect_url}: files are served by the registry."""
@@ -681,7 +723,7 @@ class FilesystemDriver:
         async def walk_from(folder: str) -> None:
             entries = listings.pop(folder, None)
             if entries is None:
-                listings.update(await _in_thread(folder, lambda: read_ahead(folder)))
+                listings.update(await _in_thread(folder, lambda: read_ahead(folder), in_thread))
                 entries = listings.pop(folder)
             for info in entries:
                 if visit(info) is not False and info.is_dir:

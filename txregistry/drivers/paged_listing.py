@@ -119,13 +119,24 @@ Search = Generator[list[Listing], list[FolderPage], list[str]]
 _Steps = Generator[list[Listing], list[FolderPage], None]
 
 
-def search(path: str, marks: Collection[str], after: str | None, limit: int | None) -> Search:
+def search(
+    path: str,
+    marks: Collection[str],
+    after: str | None,
+    limit: int | None,
+    at_once: int = CONCURRENT_LISTINGS,
+) -> Search:
     """
     The search for the folders below C{path} that hold a child named one
     of C{marks}, in component order: the first C{limit} that sort after
     C{after}.  See L{txregistry.interfaces.IPagedLister.marked_folders}.
+
+    @param at_once: how many folders a batch looks into at most: those a
+        reader takes concurrently (L{run_async}); 1 for one that reads a
+        listing after another (L{run}), which then reads no folder the
+        page does not need.
     """
-    finder = _Search(frozenset(marks), limit)
+    finder = _Search(frozenset(marks), limit, at_once)
     if limit is None or limit > 0:
         yield from finder.below(path, "", after.split("/") if after else ())
     return finder.found
@@ -184,9 +195,10 @@ def _join(folder: str, name: str) -> str:
 class _Search:
     """The state of one L{search}: what it looks for, and what it found."""
 
-    def __init__(self, marks: frozenset[str], limit: int | None) -> None:
+    def __init__(self, marks: frozenset[str], limit: int | None, at_once: int) -> None:
         self.marks = marks
         self.limit = limit
+        self.at_once = at_once
         self.found: list[str] = []
 
     def _wanted(self) -> int | None:
@@ -227,7 +239,7 @@ class _Search:
                 # is looked into for its marks before it is known whether
                 # the page needs it, and a folder that is not a repository
                 # (an organisation's) may hold thousands.
-                step = CONCURRENT_LISTINGS if wanted is None else min(wanted, CONCURRENT_LISTINGS)
+                step = self.at_once if wanted is None else min(wanted, self.at_once)
                 chunk, names = names[:step], names[step:]
                 pages = yield [
                     Listing(_join(folder, name), None, wanted, self.marks) for name in chunk
