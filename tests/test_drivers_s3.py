@@ -352,6 +352,61 @@ class StartAfterTests(SynchronousTestCase):
         self.assertLessEqual(len(cut.encode("utf-8")), 1024)
 
 
+class ReadNamesTests(SynchronousTestCase):
+    """
+    The listings of L{s3_listing.children_after} read their names with
+    ElementTree (L{s3_listing._list_names}), and no other listing does.
+    """
+
+    def setUp(self) -> None:
+        self.driver = make_s3_driver()
+        self.client = self.driver.client
+        self.prefix = self.driver.key("/folder") + "/"
+        # Names S3 sends URL-encoded (botocore asks it to): decoded all the same.
+        for name in ("a", "b c", "d+e", "f%20g", "sub/h", "x-y/i"):
+            self.client.put_object(Bucket=BUCKET, Key=self.prefix + name, Body=b"12345")
+
+    def tearDown(self) -> None:
+        for item in self.client.list_objects_v2(Bucket=BUCKET, Prefix=self.prefix)["Contents"]:
+            self.client.delete_object(Bucket=BUCKET, Key=item["Key"])
+
+    def test_same_names_as_botocore(self) -> None:
+        """The keys and common prefixes botocore's own parse gives, and the same flags."""
+        for arguments in (
+            {"Delimiter": "/"},
+            {"Delimiter": "/", "MaxKeys": 2},
+            {"Delimiter": "/", "StartAfter": self.prefix + "b"},
+            {},
+        ):
+            arguments = {"Bucket": BUCKET, "Prefix": self.prefix, **arguments}
+            theirs = self.client.list_objects_v2(**arguments)
+            ours = s3_listing._list_names(self.client, arguments)
+            for field in ("IsTruncated", "KeyCount", "NextContinuationToken"):
+                self.assertEqual(ours.get(field), theirs.get(field), field)
+            self.assertEqual(
+                [item["Key"] for item in ours.get("Contents", [])],
+                [item["Key"] for item in theirs.get("Contents", [])],
+            )
+            self.assertEqual(ours.get("CommonPrefixes"), theirs.get("CommonPrefixes"))
+            # Read by _read_names, which keeps nothing of a key but its name.
+            self.assertNotIn("Size", ours["Contents"][0])
+
+    def test_other_listings_untouched(self) -> None:
+        """A listing outside children_after, after one inside it, has every field."""
+        s3_listing._list_names(self.client, {"Bucket": BUCKET, "Prefix": self.prefix})
+        listed = self.client.list_objects_v2(Bucket=BUCKET, Prefix=self.prefix)
+        self.assertEqual({item["Size"] for item in listed["Contents"]}, {5})
+        self.assertTrue(all("LastModified" in item for item in listed["Contents"]))
+
+    def test_error_answers_parsed_by_botocore(self) -> None:
+        """An error answer is botocore's to read: the same ClientError."""
+        from botocore.exceptions import ClientError
+
+        with self.assertRaises(ClientError) as raised:
+            s3_listing._list_names(self.client, {"Bucket": "no-such-bucket-here"})
+        self.assertEqual(raised.exception.response["Error"]["Code"], "NoSuchBucket")
+
+
 class CopyRangeTests(SynchronousTestCase):
     """How sizes are cut into parts."""
 

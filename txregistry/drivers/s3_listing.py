@@ -17,6 +17,8 @@ of its own, and the page is then in plain string order.
 
 from __future__ import annotations
 
+import threading
+import xml.etree.ElementTree as ElementTree
 from typing import Any, NamedTuple
 
 from txregistry.drivers.s3_files import is_missing
@@ -29,6 +31,63 @@ LIST_AT_MOST = 1000
 LIST_AT_LEAST = 100
 # The longest key, in UTF-8 bytes.
 KEY_BYTES = 1024
+
+
+# Whether this thread's ListObjectsV2 answers are read by _read_names.
+_reading_names = threading.local()
+
+
+def _read_names(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """
+    botocore's C{before-parse} hook for the listings of L{children_after}
+    (and only those: see L{_list_names}): their keys and common prefixes
+    read with ElementTree, and the answer handed to botocore without them.
+    botocore's parser takes three to four milliseconds for an answer of
+    1 000 prefixes, where this takes about one; only the names are kept
+    (C{Key}, C{Prefix}), which is all the listing looks at.  botocore still
+    reads the rest (C{IsTruncated}, C{NextContinuationToken}...) and still
+    decodes the names it asked to have URL-encoded.
+    """
+    if not getattr(_reading_names, "on", False) or response_dict.get("status_code", 500) >= 300:
+        return
+    body = response_dict.get("body")
+    if not isinstance(body, bytes):
+        return
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return  # botocore's parser says what is wrong with it
+    namespace = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    common, contents = f"{namespace}CommonPrefixes", f"{namespace}Contents"
+    rest = ElementTree.Element(root.tag)
+    prefixes: list[dict[str, str]] = []
+    keys: list[dict[str, str]] = []
+    for child in root:
+        if child.tag == common:
+            prefixes.append({"Prefix": child.findtext(f"{namespace}Prefix") or ""})
+        elif child.tag == contents:
+            keys.append({"Key": child.findtext(f"{namespace}Key") or ""})
+        else:
+            rest.append(child)
+    if prefixes:
+        customized_response_dict["CommonPrefixes"] = prefixes
+    if keys:
+        customized_response_dict["Contents"] = keys
+    response_dict["body"] = ElementTree.tostring(rest)
+
+
+def _list_names(client: Any, arguments: dict[str, Any]) -> Any:
+    """C{ListObjectsV2} with C{arguments}, its names read by L{_read_names}."""
+    client.meta.events.register(
+        "before-parse.s3.ListObjectsV2", _read_names, unique_id="txregistry-read-names"
+    )
+    _reading_names.on = True
+    try:
+        return client.list_objects_v2(**arguments)
+    finally:
+        _reading_names.on = False
 
 
 class Children(NamedTuple):
@@ -91,7 +150,7 @@ def children_after(
         arguments["MaxKeys"] = min(LIST_AT_MOST, max(LIST_AT_LEAST, limit + slack))
     last_key = ""
     while True:
-        answer = client.list_objects_v2(**arguments)
+        answer = _list_names(client, arguments)
         listed = [(common["Prefix"], True) for common in answer.get("CommonPrefixes", [])]
         listed += [(item["Key"], False) for item in answer.get("Contents", [])]
         for key, is_dir in listed:
