@@ -152,7 +152,8 @@ class ThreadPool:
         """A thread's loop: take a call, run it, hand its outcome back."""
         take = self._queue.get
         idle_lock = self._idle_lock
-        running = self._running
+        # Only a pool with core threads looks at how long calls run.
+        running = self._running if self._core is not None else None
         me = threading.get_ident()
         monotonic = time.monotonic
         while True:
@@ -161,12 +162,14 @@ class ThreadPool:
             function, args, kwargs, result = take()
             with idle_lock:
                 self._idle -= 1
-            running[me] = monotonic()
+            if running is not None:
+                running[me] = monotonic()
             try:
                 call_from_thread(result.callback, function(*args, **kwargs))
             except BaseException as error:
                 call_from_thread(result.errback, error)
-            del running[me]
+            if running is not None:
+                del running[me]
             # Nothing of the call is kept while waiting for the next.
             function = args = kwargs = result = None  # type: ignore[assignment]
 

@@ -146,9 +146,18 @@ async def prepare_write(context: RequestContext) -> UploadAppender:
     algorithm = CANONICAL_ALGORITHM
     if context.head.method == "PUT":
         algorithm = _required_digest(context).algorithm
+    session = await _continued(context)
+    return await session.open_appender(algorithm)
+
+
+async def _continued(context: RequestContext) -> UploadSession:
+    """
+    The upload a C{PATCH} or C{PUT} brings bytes to, checked against its
+    signed state and the request's C{Content-Range}.
+    """
     session = await _resume(context, check_offset=True)
     _check_content_range(context, session)
-    return await session.open_appender(algorithm)
+    return session
 
 
 async def abort_write(context: RequestContext, appender: UploadAppender) -> None:
@@ -254,8 +263,7 @@ async def _finish_upload(context: RequestContext, monolithic: bool) -> Response:
         if monolithic:
             descriptor = await context.repository.uploads.put_whole(content, digest)
         else:
-            session = await _resume(context, check_offset=True)
-            _check_content_range(context, session)
+            session = await _continued(context)
             descriptor = await session.commit_bytes(content, digest)
         return await _created(context, descriptor)
     appender = await _appender(context)
